@@ -1,0 +1,133 @@
+# Lectern — the front door. `make help` lists every entry point.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+UV_VENV     := .cache/uv-venv
+UV          := $(UV_VENV)/bin/uv
+UV_VERSION  := 0.13.8
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+HOST      ?= pi
+ENGINE    ?= pyinfra
+INVENTORY ?= inventories/lab
+CHECK     ?=
+TAG       ?=
+
+.PHONY: help
+help: ## List every entry point
+	@awk 'BEGIN {FS = ":.*## "; printf "Lectern make targets:\n"} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@printf "\nVariables: HOST=%s ENGINE=%s (pyinfra|ansible) INVENTORY=%s CHECK=1 (dry run) TAG=\n" "$(HOST)" "$(ENGINE)" "$(INVENTORY)"
+
+# ---------------------------------------------------------------- setup
+$(UV):
+	@python3 -m venv $(UV_VENV)
+	@$(UV_VENV)/bin/pip install -q "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: uv.lock pyproject.toml app/pyproject.toml | $(UV)
+	@$(UV) sync --frozen --quiet
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.synced ## Create/refresh the virtualenv from the lock file (uv.lock)
+
+.PHONY: lock
+lock: | $(UV) ## Re-resolve dependencies into uv.lock after editing a pyproject.toml
+	@$(UV) lock
+
+.PHONY: engine
+engine: ## Make sure a Docker engine answers (installs Debian's docker.io and starts dockerd if needed)
+	@scripts/ensure-docker.sh
+
+.PHONY: host-packages
+host-packages: ## Install the Debian packages the control machine needs (calibre, debootstrap, qemu, ...)
+	@scripts/ensure-host-packages.sh
+
+# ---------------------------------------------------------------- images
+.PHONY: base-images
+base-images: engine host-packages ## Build air-gapped Debian bookworm base images (amd64, arm64) with debootstrap
+	@images/base/build.sh amd64 arm64
+
+.PHONY: lab-image
+lab-image: base-images ## Build the lab host image (Debian 12, systemd, sshd; no Docker)
+	@images/lab-host/build.sh
+
+.PHONY: image
+image: venv engine ## Build the multi-arch app image and push it (issue 5: not built yet)
+	@echo "make image: the multi-arch app image lands with issue 5; nothing was built." >&2; exit 2
+
+# ---------------------------------------------------------------- lab
+.PHONY: lab
+lab: venv lab-image ## Start the lab: pi, server, nas, pc (Samba + Calibre library), registry
+	@$(VENV)/bin/appliance lab up
+
+.PHONY: lab-down
+lab-down: venv ## Remove everything the lab made (containers, network, volumes, inventory)
+	@$(VENV)/bin/appliance lab down
+
+.PHONY: lab-status
+lab-status: venv ## Print a table of the lab
+	@$(VENV)/bin/appliance lab status
+
+# ---------------------------------------------------------------- operations
+.PHONY: provision
+provision: venv ## Provision HOST (host or group) with ENGINE=pyinfra|ansible; CHECK=1 for a dry run
+	@if [ "$(INVENTORY)" = "inventories/lab" ]; then $(MAKE) --no-print-directory lab; fi
+	@$(VENV)/bin/appliance provision $(HOST) --engine $(ENGINE) --inventory $(INVENTORY) $(if $(CHECK),--check,)
+
+.PHONY: rollout
+rollout: venv ## Roll release TAG out to the fleet (issue 7: not built yet)
+	@$(VENV)/bin/appliance rollout --tag "$(TAG)" --inventory $(INVENTORY)
+
+.PHONY: rollback
+rollback: venv ## Roll HOST back to its previous release (issue 7: not built yet)
+	@$(VENV)/bin/appliance rollback $(HOST) --inventory $(INVENTORY)
+
+.PHONY: status
+status: venv ## Fleet table: host, release, health, backup age (issue 7: partial)
+	@$(VENV)/bin/appliance status --inventory $(INVENTORY)
+
+.PHONY: run
+run: venv host-packages ## Serve a generated demo library with the app on http://127.0.0.1:8000
+	@$(VENV)/bin/python -m lectern_app
+
+# ---------------------------------------------------------------- quality
+.PHONY: lint
+lint: venv ## ruff, mypy, yamllint, ansible-lint
+	@echo "== tier: lint"
+	@ruff check .
+	@ruff format --check .
+	@mypy appliance app/lectern_app tests/unit
+	@yamllint -s .
+	@ansible-lint -q roles/ playbooks/
+
+.PHONY: unit
+unit: venv host-packages ## Unit tests (app against calibredb-made libraries, control plane)
+	@echo "== tier: unit"
+	@pytest -q tests/unit tests/app
+
+.PHONY: check
+check: lint unit ## Fast tier for the dev loop (< 3 min): lint + unit
+
+.PHONY: molecule
+molecule: venv engine lab-image ## molecule test for every role (lab host image, idempotence, testinfra)
+	@echo "== tier: molecule"
+	@scripts/molecule-all.sh
+
+.PHONY: infra
+infra: venv lab ## Provision lab hosts by pyinfra AND Ansible, verify both with one testinfra suite
+	@echo "== tier: infra (pyinfra + ansible, one testinfra suite)"
+	@pytest -q tests/infra
+
+.PHONY: test
+test: check molecule infra ## Everything CI runs: lint, unit, molecule, lab provisioning by both engines
+	@echo "== make test: all tiers passed"
+
+.PHONY: bench
+bench: venv ## Run the benchmarks in bench/ (numbers go into BENCHMARKS.md)
+	@bench/run.sh
+
+.PHONY: clean
+clean: ## Remove the virtualenv and caches (not the lab; see lab-down)
+	rm -rf $(VENV) $(UV_VENV) .mypy_cache .ruff_cache .pytest_cache

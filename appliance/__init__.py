@@ -1,0 +1,3 @@
+"""Lectern control plane."""
+
+__version__ = "0.1.0"
