@@ -50,8 +50,8 @@ base-images: engine host-packages ## Build air-gapped Debian bookworm base image
 	@images/base/build.sh amd64 arm64
 
 .PHONY: lab-image
-lab-image: base-images ## Build the lab host image (Debian 12, systemd, sshd; no Docker)
-	@images/lab-host/build.sh
+lab-image: base-images ## Build the lab images: host (Debian 12, systemd, sshd; no Docker), pc (Samba), registry
+	@images/lab-images.sh
 
 .PHONY: image
 image: venv engine ## Build the multi-arch app image and push it (issue 5: not built yet)

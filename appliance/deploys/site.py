@@ -1,0 +1,6 @@
+"""The whole appliance, concern by concern — the pyinfra twin of playbooks/site.yml."""
+
+from pyinfra import local
+
+for concern in ("base",):
+    local.include(f"appliance/deploys/{concern}.py")

@@ -1,0 +1,106 @@
+"""`appliance provision`: run the site deploy with pyinfra or the site playbook with Ansible.
+
+Both engines get the same inventory, the same role defaults and the same templates.
+Before either runs, every selected host is checked for reachability, so an unreachable
+host is a one-line error naming the host and the fix rather than an engine traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.inventory import Host, InventoryError, load
+from appliance.roles import REPO_ROOT
+
+ENGINES = ("pyinfra", "ansible")
+
+
+class ProvisionError(RuntimeError):
+    pass
+
+
+@dataclass
+class ProvisionResult:
+    engine: str
+    hosts: list[str]
+    returncode: int
+
+
+def check_reachable(hosts: list[Host], timeout: float = 5.0) -> None:
+    problems = []
+    for host in hosts:
+        port = int(host.vars.get("ansible_port", 22))
+        try:
+            with socket.create_connection((host.address, port), timeout=timeout):
+                pass
+        except OSError as exc:
+            problems.append(
+                f"{host.name} ({host.address}:{port}) is unreachable: {exc.strerror or exc}. "
+                "Check that it is powered on and on the network"
+                + (" (lab: run `make lab`)." if host.vars.get("lectern_lab") else ".")
+            )
+    if problems:
+        raise ProvisionError("\n".join(problems))
+
+
+def check_secrets(hosts: list[Host]) -> None:
+    """Every *_file variable that names a secret must exist and be private (0600)."""
+    for host in hosts:
+        for key, value in host.vars.items():
+            if key.endswith(("_password_file", "_secret_file")) and isinstance(value, str):
+                path = Path(value)
+                if not path.is_file():
+                    raise ProvisionError(
+                        f"{host.name}: secret file {value} ({key}) does not exist; create it "
+                        "or set the variable in your inventory"
+                    )
+                if path.stat().st_mode & 0o077:
+                    raise ProvisionError(
+                        f"{host.name}: secret file {value} is readable by others; chmod 600 it"
+                    )
+
+
+def command(
+    engine: str, inventory: Path, limit: str, check: bool
+) -> tuple[list[str], dict[str, str]]:
+    env = dict(os.environ, LECTERN_INVENTORY=str(inventory), PYTHONPATH=str(REPO_ROOT))
+    if engine == "pyinfra":
+        cmd = [
+            "pyinfra",
+            "-y",
+            "--limit",
+            limit,
+            "appliance/pyinfra_inventory.py",
+            "appliance/deploys/site.py",
+        ]
+        if check:
+            cmd[1:1] = ["--dry", "--diff"]
+        return cmd, env
+    if engine == "ansible":
+        env["ANSIBLE_CONFIG"] = str(REPO_ROOT / "ansible.cfg")
+        cmd = ["ansible-playbook", "-i", str(inventory), "--limit", limit, "playbooks/site.yml"]
+        if check:
+            cmd += ["--check", "--diff"]
+        return cmd, env
+    raise ProvisionError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+
+
+def provision(
+    target: str, engine: str, inventory: str | Path, check: bool = False
+) -> ProvisionResult:
+    if engine not in ENGINES:
+        raise ProvisionError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    try:
+        inv = load(inventory)
+        hosts = inv.select(target)
+    except InventoryError as exc:
+        raise ProvisionError(str(exc)) from exc
+    check_reachable(hosts)
+    check_secrets(hosts)
+    cmd, env = command(engine, inv.path.parent, ",".join(h.name for h in hosts), check)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, check=False)
+    return ProvisionResult(engine=engine, hosts=[h.name for h in hosts], returncode=proc.returncode)
