@@ -1,0 +1,119 @@
+"""Downloads (Range, ETag, Content-Disposition) and covers (original + thumbnail)."""
+
+from __future__ import annotations
+
+import re
+from email.utils import formatdate
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from starlette.responses import FileResponse, Response
+
+from ..cache import CachedResponse
+from ..covers import cover_path, safe_join
+from ..services import response_key, services
+
+router = APIRouter(prefix="/api/files", tags=["files"])
+
+MIME = {
+    "EPUB": "application/epub+zip",
+    "KEPUB": "application/kepub+zip",
+    "PDF": "application/pdf",
+    "MOBI": "application/x-mobipocket-ebook",
+    "AZW": "application/vnd.amazon.ebook",
+    "AZW3": "application/x-mobi8-ebook",
+    "AZW4": "application/vnd.amazon.ebook",
+    "CBZ": "application/vnd.comicbook+zip",
+    "CBR": "application/vnd.comicbook-rar",
+    "CB7": "application/x-cb7",
+    "FB2": "application/x-fictionbook+xml",
+    "FBZ": "application/x-zip-compressed-fb2",
+    "DJVU": "image/vnd.djvu",
+    "DOCX": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "ODT": "application/vnd.oasis.opendocument.text",
+    "RTF": "application/rtf",
+    "TXT": "text/plain; charset=utf-8",
+    "HTML": "text/html; charset=utf-8",
+    "HTMLZ": "application/zip",
+    "TXTZ": "application/zip",
+    "ZIP": "application/zip",
+    "LIT": "application/x-ms-reader",
+    "LRF": "application/x-sony-bbeb",
+    "PDB": "application/vnd.palm",
+    "MP3": "audio/mpeg",
+    "M4B": "audio/mp4",
+}
+_FORMAT = re.compile(r"^[A-Za-z0-9_]{1,16}$")
+
+
+def mime_for(fmt: str) -> str:
+    return MIME.get(fmt.upper(), "application/octet-stream")
+
+
+def _not_found(msg: str) -> HTTPException:
+    return HTTPException(404, detail={"error": "not_found", "message": msg})
+
+
+@router.api_route("/download/{book_id}/{fmt}", methods=["GET", "HEAD"])
+async def download(request: Request, book_id: Annotated[int, Path(ge=0)], fmt: str) -> FileResponse:
+    if not _FORMAT.match(fmt):
+        raise HTTPException(400, detail={"error": "bad_format", "message": "invalid format"})
+    svc = services(request)
+    lib = svc.library(request)
+    b = lib.books.get(book_id)
+    if b is None:
+        raise _not_found(f"no book {book_id}")
+    f = b.format(fmt)
+    if f is None:
+        raise _not_found(f"book {book_id} has no {fmt.upper()} file")
+    path = safe_join(lib.root, b.path, f.filename)
+    if path is None or not path.is_file():
+        raise _not_found(f"the {f.fmt} file of book {book_id} is missing on disk")
+    return FileResponse(
+        path,
+        media_type=mime_for(f.fmt),
+        filename=f.filename,
+        headers={"cache-control": "private, max-age=0, must-revalidate"},
+    )
+
+
+@router.api_route("/cover/{book_id}", methods=["GET", "HEAD"])
+async def cover(
+    request: Request,
+    book_id: Annotated[int, Path(ge=0)],
+    size: Literal["original", "thumbnail", "thumb"] = "original",
+    v: Annotated[int | None, Query()] = None,
+) -> Response:
+    svc = services(request)
+    lib = svc.library(request)
+    b = lib.books.get(book_id)
+    if b is None:
+        raise _not_found(f"no book {book_id}")
+    src = cover_path(lib, b)
+    if src is None:
+        raise _not_found(f"book {book_id} has no cover")
+    thumb = size != "original"
+    path = svc.thumbnails.get(lib, b) if thumb else src
+    if path is None:
+        raise _not_found(f"book {book_id} has no cover")
+    stamp = int(b.last_modified_epoch)
+    body = path.read_bytes()
+    etag = f'"c{b.id}-{stamp}-{"t" if thumb else "o"}"'
+    cache_control = (
+        "public, max-age=31536000, immutable"
+        if v == stamp
+        else "public, max-age=60, must-revalidate"
+    )
+    headers = {
+        "etag": etag,
+        "last-modified": formatdate(b.last_modified_epoch or 0, usegmt=True),
+        "cache-control": cache_control,
+    }
+    raw = [(b"content-type", b"image/jpeg"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode(), val.encode()) for k, val in headers.items()]
+    svc.responses.set(
+        response_key(lib.version, request.scope), CachedResponse(200, raw, body, etag.encode())
+    )
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="image/jpeg", headers=headers)

@@ -1,0 +1,107 @@
+"""The FastAPI application: `lectern_app.main:app` or `create_app(settings)`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.responses import JSONResponse, Response
+
+from . import __version__
+from .api import books, categories, files, health
+from .config import Settings
+from .fastpath import FastPath
+from .services import Services
+
+log = logging.getLogger("lectern")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    svc = Services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            log.error("DATA_DIR %s is not writable: %s", settings.data_dir, e)
+        svc.state.refresh()
+        watcher = None
+        if settings.watch and settings.library_path is not None:
+            from .watcher import LibraryWatcher
+
+            watcher = LibraryWatcher(svc.state)
+            watcher.start()
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            svc.state.close()
+
+    app = FastAPI(
+        title="Lectern",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.services = svc
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        detail: dict[str, Any] = (
+            exc.detail
+            if isinstance(exc.detail, dict)
+            else {"error": "http_error", "message": str(exc.detail)}
+        )
+        if request.url.path.startswith(("/api", "/opds")) or not _wants_html(request):
+            return JSONResponse({"detail": detail}, status_code=exc.status_code,
+                                headers=exc.headers)  # fmt: skip
+        from .web import error_page
+
+        return error_page(request, exc.status_code, detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
+        ]
+        return JSONResponse({"detail": {"error": "invalid_request", "errors": errors}}, 422)
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse(
+            {"detail": {"error": "internal_error", "message": type(exc).__name__}}, 500
+        )
+
+    app.include_router(health.router)
+    app.include_router(books.router)
+    app.include_router(categories.router)
+    app.include_router(files.router)
+    from . import opds, web
+
+    app.include_router(opds.router)
+    web.mount(app)
+    app.add_middleware(FastPath, services=svc)
+    return app
+
+
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `lectern_app.main:app` builds the app from the environment on first use
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

@@ -1,0 +1,205 @@
+"""The live library: a cheap per-request freshness check and single-flight reloads.
+
+Freshness is decided by a *stamp*: os.stat of metadata.db (inode, size, mtime) and of
+metadata.db-wal, the database header's file change counter (bumped by every commit in
+rollback-journal mode) and the WAL index header's change counter (bumped by every commit
+in WAL mode). Computing it costs a few microseconds, so every request checks it; a
+changed stamp is confirmed with `PRAGMA data_version` (and library_id), and a real change
+reloads the whole library before the request is answered. The file watcher
+(watcher.py) reloads ahead of requests, so most requests never wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import reader
+from .library import Library
+from .reader import LibraryError
+
+log = logging.getLogger("lectern.library")
+
+Stamp = tuple[object, ...]
+
+
+def _stat(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _head(path: str, start: int, length: int) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return b""
+    try:
+        return os.pread(fd, length, start)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def compute_stamp(db: str) -> Stamp:
+    wal = _stat(db + "-wal")
+    return (
+        _stat(db),
+        _head(db, 24, 4),  # file change counter
+        wal,
+        _head(db + "-shm", 0, 48) if wal is not None else b"",  # WAL index header
+    )
+
+
+@dataclass(slots=True)
+class Status:
+    ok: bool
+    kind: str  # ok | missing | locked | corrupt | invalid | unconfigured
+    message: str
+    since: float
+
+
+ReloadHook = Callable[[str, float], None]
+
+
+class LibraryState:
+    def __init__(
+        self,
+        library_path: Path | None,
+        busy_timeout: float = 2.0,
+        retry_interval: float = 1.0,
+        on_reload: ReloadHook | None = None,
+    ) -> None:
+        self.path = library_path
+        self.db = str(library_path / "metadata.db") if library_path else ""
+        self.busy_timeout = busy_timeout
+        self.retry_interval = retry_interval
+        self.on_reload = on_reload
+        self.current: Library | None = None
+        self.stamp: Stamp | None = None
+        self.version = 0
+        self.reloads = 0
+        self.last_change_detected = 0.0
+        self.status = Status(False, "unconfigured", "CALIBRE_LIBRARY_PATH is not set", time.time())
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._conn_ino: int | None = None
+        self._last_failure = 0.0
+        self._listeners: list[Callable[[Library], None]] = []
+
+    def add_listener(self, fn: Callable[[Library], None]) -> None:
+        self._listeners.append(fn)
+
+    # --------------------------------------------------------------- public
+    def get(self) -> Library | None:
+        """The current library, reloaded first if the files changed (per-request check)."""
+        if not self.db:
+            return None
+        stamp = compute_stamp(self.db)
+        if stamp == self.stamp and self.current is not None:
+            return self.current
+        failing = self.current is None or not self.status.ok
+        if failing and time.monotonic() - self._last_failure < self.retry_interval:
+            return self.current  # retry at most every retry_interval; serve what we have
+        self.refresh(stamp)
+        return self.current
+
+    def refresh(self, stamp: Stamp | None = None) -> None:
+        """Reload if the library changed. Single-flight: concurrent callers wait."""
+        if not self.db:
+            return
+        with self._lock:
+            if stamp is None or stamp != compute_stamp(self.db):
+                stamp = compute_stamp(self.db)
+            if stamp == self.stamp and self.current is not None and self.status.ok:
+                return
+            self._reload(stamp)
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_conn()
+
+    # -------------------------------------------------------------- private
+    def _close_conn(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+        self._conn = None
+        self._conn_ino = None
+
+    def _connection(self, ino: int | None) -> sqlite3.Connection:
+        if self._conn is not None and self._conn_ino == ino:
+            return self._conn
+        self._close_conn()
+        self._conn = reader.connect(Path(self.db), self.busy_timeout)
+        self._conn_ino = ino
+        return self._conn
+
+    def _reload(self, stamp: Stamp) -> None:
+        assert self.path is not None
+        t0 = time.perf_counter()
+        db_stat = stamp[0]
+        ino = db_stat[0] if isinstance(db_stat, tuple) else None
+        try:
+            if db_stat is None:
+                raise LibraryError("missing", f"{self.db} does not exist")
+            conn = self._connection(ino)
+            if self.current is not None and self._conn_ino == ino and self.status.ok:
+                # confirm: a changed stamp without a committed change (checkpoint, a
+                # reader's -shm activity, a touch) needs no reload
+                dv = conn.execute("PRAGMA data_version").fetchone()[0]
+                if dv == self.current.raw.data_version:
+                    self.stamp = stamp
+                    return
+            raw = reader.load_with(conn, Path(self.db))
+        except LibraryError as e:
+            self._fail(e)
+            return
+        except sqlite3.Error as e:  # pragma: no cover - classify() covers known cases
+            self._fail(reader.classify(e, Path(self.db)))
+            return
+        previous = self.current
+        if previous is not None and previous.library_id != raw.library_id:
+            log.warning(
+                "library replaced: library_id %s -> %s", previous.library_id, raw.library_id
+            )
+        self.version += 1
+        lib = Library(raw, self.version, str(self.path))
+        self.current = lib
+        self.stamp = stamp
+        self.reloads += 1
+        self.last_change_detected = time.time()
+        self.status = Status(True, "ok", "library loaded", time.time())
+        seconds = time.perf_counter() - t0
+        log.info(
+            "library loaded: %d books in %.1f ms (v%d)", len(lib.books), seconds * 1000, lib.version
+        )
+        for fn in self._listeners:
+            fn(lib)
+        if self.on_reload:
+            self.on_reload("ok", seconds)
+
+    def _fail(self, e: LibraryError) -> None:
+        self._last_failure = time.monotonic()
+        self._close_conn()
+        if self.status.kind != e.kind or self.status.message != e.message:
+            log.error("library unavailable (%s): %s", e.kind, e.message)
+            self.status = Status(False, e.kind, e.message, time.time())
+        if e.kind != "locked":
+            # a missing/corrupt/replaced-by-garbage library must not be served from memory
+            if self.current is not None:
+                self.version += 1
+            self.current = None
+            self.stamp = None
+        if self.on_reload:
+            self.on_reload(e.kind, 0.0)

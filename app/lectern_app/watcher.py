@@ -1,0 +1,77 @@
+"""Watch metadata.db, -journal and -wal; reload the library right after Calibre writes.
+
+The per-request stamp check (state.py) is what guarantees freshness; the watcher makes
+the reload happen before the next request arrives, so requests rarely wait for one.
+Events are coalesced: a burst of writes (one `calibredb add`) causes few reloads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from .state import LibraryState
+
+log = logging.getLogger("lectern.watcher")
+WATCHED = {"metadata.db", "metadata.db-journal", "metadata.db-wal"}
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, kick: threading.Event) -> None:
+        self.kick = kick
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        for p in (event.src_path, getattr(event, "dest_path", "")):
+            name = Path(str(p)).name if p else ""
+            if name in WATCHED:
+                self.kick.set()
+                return
+
+
+class LibraryWatcher:
+    def __init__(self, state: LibraryState, settle: float = 0.01) -> None:
+        assert state.path is not None
+        self.state = state
+        self.settle = settle
+        self._kick = threading.Event()
+        self._stop = threading.Event()
+        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._thread = threading.Thread(target=self._loop, name="lectern-reloader", daemon=True)
+
+    def start(self) -> None:
+        assert self.state.path is not None
+        obs = Observer()
+        try:
+            obs.schedule(_Handler(self._kick), str(self.state.path), recursive=False)
+            obs.start()
+            self._observer = obs
+        except OSError as e:  # library dir missing: the per-request check still works
+            log.warning("cannot watch %s: %s", self.state.path, e)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._kick.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=2)
+        self._thread.join(timeout=2)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._kick.wait(timeout=2.0)
+            if self._stop.is_set():
+                return
+            if self._kick.is_set():
+                self._kick.clear()
+                # coalesce a burst of events, but never wait long
+                self._stop.wait(self.settle)
+                self._kick.clear()
+            try:
+                self.state.refresh()  # also retries a failed library every 2 s
+            except Exception:  # pragma: no cover - keep the thread alive
+                log.exception("reload failed")
