@@ -4,8 +4,10 @@ Freshness is decided by a *stamp*: os.stat of metadata.db (inode, size, mtime) a
 metadata.db-wal, the database header's file change counter (bumped by every commit in
 rollback-journal mode) and the WAL index header's change counter (bumped by every commit
 in WAL mode). Computing it costs a few microseconds, so every request checks it; a
-changed stamp is confirmed with `PRAGMA data_version` (and library_id), and a real change
-reloads the whole library before the request is answered. The file watcher
+changed stamp reloads the whole library (library_id tells a replaced library apart)
+before the request is answered. `PRAGMA data_version` on a long-lived connection was
+tried as a confirmation step and dropped: after calibre checkpoints and deletes the WAL,
+an idle reader's data_version did not move although the data had changed. The file watcher
 (watcher.py) reloads ahead of requests, so most requests never wait.
 """
 
@@ -153,15 +155,13 @@ class LibraryState:
         try:
             if db_stat is None:
                 raise LibraryError("missing", f"{self.db} does not exist")
+            # a fresh connection per load: no page cache that could outlive a WAL reset
+            self._close_conn()
             conn = self._connection(ino)
-            if self.current is not None and self._conn_ino == ino and self.status.ok:
-                # confirm: a changed stamp without a committed change (checkpoint, a
-                # reader's -shm activity, a touch) needs no reload
-                dv = conn.execute("PRAGMA data_version").fetchone()[0]
-                if dv == self.current.raw.data_version:
-                    self.stamp = stamp
-                    return
-            raw = reader.load_with(conn, Path(self.db))
+            try:
+                raw = reader.load_with(conn, Path(self.db))
+            finally:
+                self._close_conn()
         except LibraryError as e:
             self._fail(e)
             return

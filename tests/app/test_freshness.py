@@ -1,0 +1,149 @@
+"""Changes made by calibredb are visible as soon as calibredb exits; faults are reported."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from lectern_app.demo import run_calibredb
+
+from .conftest import new_epub
+
+
+def _total(c: Any) -> int:
+    total: int = c.get("/api/books").json()["total"]
+    return total
+
+
+def test_add_edit_remove_visible_right_after_calibredb_exits(
+    library: Path, client_for: Any, tmp_path: Path
+) -> None:
+    c = client_for(library)  # watcher off: the per-request check alone must be enough
+    before = _total(c)
+    c.get("/api/books", params={"q": "quetzalcoatl"})  # cache a miss for this query
+    out = run_calibredb(library, "add", str(new_epub(tmp_path, "Quetzalcoatl Rising")))
+    assert _total(c) == before + 1  # no sleep: the very next request sees it
+    hits = c.get("/api/books", params={"q": "quetzalcoatl"}).json()["items"]
+    assert [h["title"] for h in hits] == ["Quetzalcoatl Rising"]
+    new_id = hits[0]["id"]
+    assert str(new_id) in out
+
+    run_calibredb(library, "set_metadata", str(new_id), "--field", "title:Quetzalcóatl Falling")
+    assert c.get(f"/api/books/{new_id}").json()["title"] == "Quetzalcóatl Falling"
+
+    run_calibredb(library, "remove", str(new_id))
+    assert c.get(f"/api/books/{new_id}").status_code == 404
+    assert _total(c) == before
+
+
+def test_wal_mode_library(library: Path, client_for: Any, tmp_path: Path) -> None:
+    conn = sqlite3.connect(library / "metadata.db")
+    assert conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    conn.close()
+    c = client_for(library)
+    before = _total(c)
+    run_calibredb(library, "add", str(new_epub(tmp_path, "Written Ahead")))
+    assert _total(c) == before + 1
+    run_calibredb(library, "set_metadata", "2", "--field", "tags:walmode")
+    assert c.get("/api/books", params={"tag": "walmode"}).json()["total"] == 1
+    conn = sqlite3.connect(f"file:{library / 'metadata.db'}?mode=ro", uri=True)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # calibre kept WAL
+    conn.close()
+
+
+def test_watcher_reloads_without_any_request(
+    library: Path, client_for: Any, tmp_path: Path
+) -> None:
+    c = client_for(library, watch=True)
+    state = c.app.state.services.state
+    v0 = state.version
+    run_calibredb(library, "add", str(new_epub(tmp_path, "Watched Pot")))
+    deadline = time.monotonic() + 3
+    while state.version == v0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert state.version > v0
+    assert any(b.title == "Watched Pot" for b in state.current.books.values())
+
+
+def test_missing_then_restored_library(library: Path, client_for: Any) -> None:
+    c = client_for(library)
+    assert c.get("/api/health").status_code == 200
+    moved = library.with_name("moved")
+    library.rename(moved)
+    r = c.get("/api/books")
+    assert r.status_code == 503
+    assert r.json()["detail"]["reason"] == "missing"
+    h = c.get("/api/health")
+    assert h.status_code == 503
+    body = h.json()
+    assert body["status"] == "unhealthy"
+    assert body["calibre"] is False
+    assert body["library"]["error"]["kind"] == "missing"
+    moved.rename(library)
+    time.sleep(1.1)  # failures are retried at most once a second
+    assert c.get("/api/health").json()["status"] == "healthy"
+    assert c.get("/api/books").status_code == 200
+
+
+def test_corrupt_library_is_reported(library: Path, client_for: Any) -> None:
+    c = client_for(library)
+    (library / "metadata.db").write_bytes(b"this is not a database" * 100)
+    h = c.get("/api/health")
+    assert h.status_code == 503
+    assert h.json()["library"]["error"]["kind"] in ("corrupt", "invalid")
+    r = c.get("/opds/")
+    assert r.status_code == 503
+    assert "Traceback" not in r.text
+
+
+def test_not_a_calibre_library(tmp_path: Path, client_for: Any) -> None:
+    lib = tmp_path / "notcalibre"
+    lib.mkdir()
+    sqlite3.connect(lib / "metadata.db").execute("CREATE TABLE x (a)").connection.commit()
+    h = client_for(lib).get("/api/health")
+    assert h.status_code == 503
+    assert h.json()["library"]["error"]["kind"] == "invalid"
+
+
+def test_unconfigured(client_for: Any) -> None:
+    c = client_for(None)
+    h = c.get("/api/health")
+    assert h.status_code == 503
+    assert c.get("/api/books").status_code == 503
+
+
+def test_replaced_library_is_noticed(library: Path, empty_library: Path, client_for: Any) -> None:
+    c = client_for(library)
+    old_id = c.get("/api/health").json()["library"]["library_id"]
+    shutil.copy(empty_library / "metadata.db", library / "metadata.db.new")
+    (library / "metadata.db.new").replace(library / "metadata.db")  # atomic swap
+    body = c.get("/api/health").json()
+    assert body["library"]["library_id"] != old_id
+    assert body["books"] == 0
+    assert _total(c) == 0
+
+
+def test_locked_library_serves_last_snapshot_and_says_so(library: Path, client_for: Any) -> None:
+    c = client_for(library)
+    before = _total(c)
+    writer = sqlite3.connect(library / "metadata.db", isolation_level=None, timeout=5)
+    writer.create_function("title_sort", 1, lambda t: t)  # calibre's triggers call it
+    writer.execute("UPDATE books SET title = 'Changed' WHERE id = 1")  # committed change
+    writer.execute("BEGIN EXCLUSIVE")  # ...then a writer holds the lock
+    try:
+        r = c.get("/api/books")
+        assert r.status_code == 200
+        assert r.json()["total"] == before
+        h = c.get("/api/health")
+        assert h.status_code == 200
+        assert h.json()["status"] == "degraded"
+        assert h.json()["library"]["error"]["kind"] == "locked"
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    time.sleep(1.1)
+    assert c.get("/api/books/1").json()["title"] == "Changed"
+    assert c.get("/api/health").json()["status"] == "healthy"
