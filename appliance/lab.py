@@ -100,6 +100,11 @@ def ssh_key() -> Path:
     return STATE_DIR / "ssh" / "id_ed25519"
 
 
+def ssh_config() -> Path:
+    """An ssh_config for the lab (used by testinfra and by hand: ssh -F .lab/ssh/config pi)."""
+    return STATE_DIR / "ssh" / "config"
+
+
 def smb_secret_file() -> Path:
     return STATE_DIR / "secrets" / "smb-password"
 
@@ -117,6 +122,13 @@ def _ensure_state() -> None:
             check=True,
         )
     key.chmod(0o600)
+    lines = []
+    for node in NODES:
+        if node.role != "registry":
+            lines += [f"Host {node.name} {node.ip}", f"  HostName {node.ip}", "  User admin",
+                      f"  IdentityFile {key}", "  StrictHostKeyChecking no",
+                      "  UserKnownHostsFile /dev/null", "  LogLevel ERROR", ""]
+    ssh_config().write_text("\n".join(lines))
     secret = smb_secret_file()
     secret.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not secret.exists():

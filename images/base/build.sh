@@ -49,7 +49,7 @@ for arch in "${archs[@]}"; do
   fi
   [ "$arch" = "$native" ] || ensure_binfmt "$(qemu_name "$arch")"
   root=$(mktemp -d "/var/tmp/lectern-rootfs-$arch.XXXXXX")
-  trap 'rm -rf "$root"' EXIT
+  trap 'rm -rf "$root" "$root.tar"' EXIT
   mkdir -p "$CACHE/$arch"
   log "debootstrap $SUITE/$arch from $MIRROR (a few minutes; foreign arches run under qemu)"
   start=$(date +%s)
@@ -61,11 +61,9 @@ for arch in "${archs[@]}"; do
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/var/cache/apt/*.bin "$root"/tmp/*
   printf 'deb %s %s main\ndeb %s %s-updates main\ndeb http://deb.debian.org/debian-security %s-security main\n' \
     "$MIRROR" "$SUITE" "$MIRROR" "$SUITE" "$SUITE" > "$root/etc/apt/sources.list"
-  tar --numeric-owner --sort=name --mtime='2000-01-01' -C "$root" -c . \
-    | docker import --platform "linux/$arch" \
-        --change 'CMD ["/bin/bash"]' --change 'ENV LANG=C.UTF-8' \
-        --message "Lectern air-gapped base: debootstrap $SUITE $arch" - "$tag" >/dev/null
-  rm -rf "$root" "$root.log"
+  tar --numeric-owner --sort=name --mtime='2000-01-01' -C "$root" -cf "$root.tar" .
+  python3 "$(dirname "$0")/rootfs_to_image.py" "$root.tar" "$tag" "$arch" | docker load -q >/dev/null
+  rm -rf "$root" "$root.log" "$root.tar"
   trap - EXIT
   log "imported $tag in $(( $(date +%s) - start )) s"
   [ "$arch" = "$native" ] && docker tag "$tag" "$REPO:$SUITE"

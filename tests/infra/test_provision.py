@@ -1,0 +1,58 @@
+"""Provision lab hosts by pyinfra AND by Ansible; verify both with one testinfra suite.
+
+pi is provisioned by pyinfra, server by Ansible; nas is left bare to prove --check
+changes nothing. The suite in tests/infra/host is the same one molecule runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance import lab as lab_mod
+
+from .conftest import BIN, ansible_recap, pyinfra_changes, run
+
+APPLIANCE = str(BIN / "appliance")
+IP = {n.name: n.ip for n in lab_mod.NODES}
+
+
+def marker_exists(host: str) -> bool:
+    probe = run(*lab_mod.ssh_args(IP[host]), "test -e /etc/lectern/release", check=False)
+    return probe.returncode == 0
+
+
+@pytest.mark.parametrize(("host", "engine"), [("pi", "pyinfra"), ("server", "ansible")])
+def test_provision_then_reprovision_changes_nothing(lab: Path, host: str, engine: str) -> None:
+    first = run(APPLIANCE, "provision", host, "--engine", engine)
+    assert marker_exists(host)
+    second = run(APPLIANCE, "provision", host, "--engine", engine).stdout
+    if engine == "pyinfra":
+        assert pyinfra_changes(second) == 0, second[-3000:]
+    else:
+        recap = ansible_recap(second, host)
+        assert recap["changed"] == 0 and recap["failed"] == 0, recap
+    assert first.returncode == 0
+
+
+@pytest.mark.parametrize("host", ["pi", "server"])
+def test_shared_testinfra_suite_passes(lab: Path, host: str) -> None:
+    out = run(str(BIN / "pytest"), "-q", "-p", "no:cacheprovider", "tests/infra/host",
+              f"--hosts=ssh://{IP[host]}", f"--ssh-config={lab_mod.ssh_config()}", "--sudo")
+    assert " passed" in out.stdout
+
+
+@pytest.mark.parametrize("engine", ["pyinfra", "ansible"])
+def test_check_mode_changes_nothing(lab: Path, engine: str) -> None:
+    assert not marker_exists("nas")
+    out = run(APPLIANCE, "provision", "nas", "--engine", engine, "--check")
+    assert out.returncode == 0
+    assert not marker_exists("nas"), f"--check with {engine} wrote to nas"
+
+
+def test_unknown_host_is_a_one_line_error(lab: Path) -> None:
+    out = run(APPLIANCE, "provision", "toaster", check=False)
+    assert out.returncode == 2
+    assert "'toaster' is neither a host nor a group" in out.stderr
+    assert "Traceback" not in out.stderr
