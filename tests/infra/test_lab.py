@@ -8,9 +8,9 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from appliance import lab as lab_mod
+from labtools import BIN, run
 
-from .conftest import BIN, run
+from appliance import lab as lab_mod
 
 
 def smb_auth() -> str:
@@ -40,12 +40,20 @@ def test_smb_share_serves_the_calibre_library(lab: Path, tmp_path: Path) -> None
     pc = next(n for n in lab_mod.NODES if n.role == "pc")
     shares = run("smbclient", "-L", f"//{pc.ip}", "-U", smb_auth()).stdout
     assert lab_mod.SMB_SHARE in shares
-    listing = run("smbclient", f"//{pc.ip}/{lab_mod.SMB_SHARE}", "-U", smb_auth(), "-c", "ls").stdout
+    listing = run(
+        "smbclient", f"//{pc.ip}/{lab_mod.SMB_SHARE}", "-U", smb_auth(), "-c", "ls"
+    ).stdout
     assert "metadata.db" in listing
     # The copy fetched over SMB is the library calibredb wrote: same books.
     got = tmp_path / "metadata.db"
-    run("smbclient", f"//{pc.ip}/{lab_mod.SMB_SHARE}", "-U", smb_auth(),
-        "-c", f"get metadata.db {got}")
+    run(
+        "smbclient",
+        f"//{pc.ip}/{lab_mod.SMB_SHARE}",
+        "-U",
+        smb_auth(),
+        "-c",
+        f"get metadata.db {got}",
+    )
     with sqlite3.connect(f"file:{got}?mode=ro", uri=True) as db:
         rows = db.execute("select path from books").fetchall()
     assert len(rows) == lab_mod.LIBRARY_BOOKS
@@ -55,11 +63,25 @@ def test_smb_share_serves_the_calibre_library(lab: Path, tmp_path: Path) -> None
 
 def test_smb_share_is_read_only_and_needs_credentials(lab: Path) -> None:
     pc = next(n for n in lab_mod.NODES if n.role == "pc")
-    bad = run("smbclient", f"//{pc.ip}/{lab_mod.SMB_SHARE}", "-U", "calibre%wrong", "-c", "ls",
-              check=False)
+    bad = run(
+        "smbclient",
+        f"//{pc.ip}/{lab_mod.SMB_SHARE}",
+        "-U",
+        "calibre%wrong",
+        "-c",
+        "ls",
+        check=False,
+    )
     assert bad.returncode != 0 and "NT_STATUS_LOGON_FAILURE" in bad.stdout + bad.stderr
-    put = run("smbclient", f"//{pc.ip}/{lab_mod.SMB_SHARE}", "-U", smb_auth(),
-              "-c", "put /etc/hostname intruder.txt", check=False)
+    put = run(
+        "smbclient",
+        f"//{pc.ip}/{lab_mod.SMB_SHARE}",
+        "-U",
+        smb_auth(),
+        "-c",
+        "put /etc/hostname intruder.txt",
+        check=False,
+    )
     assert "NT_STATUS_ACCESS_DENIED" in put.stdout + put.stderr
 
 
@@ -74,9 +96,19 @@ def test_registry_accepts_and_serves_images(lab: Path) -> None:
 
 
 def test_arm64_base_image_runs_under_qemu(lab: Path) -> None:
-    arch = run("docker", "image", "inspect", "-f", "{{.Architecture}}",
-               "lectern/debian-base:bookworm-arm64").stdout.strip()
+    arch = run(
+        "docker",
+        "image",
+        "inspect",
+        "-f",
+        "{{.Architecture}}",
+        "lectern/debian-base:bookworm-arm64",
+    ).stdout.strip()
     assert arch == "arm64"
-    out = subprocess.run(["docker", "run", "--rm", "lectern/debian-base:bookworm-arm64",
-                          "uname", "-m"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["docker", "run", "--rm", "lectern/debian-base:bookworm-arm64", "uname", "-m"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "aarch64"

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from labtools import BIN, ansible_recap, pyinfra_changes, run
 
 from appliance import lab as lab_mod
-
-from .conftest import BIN, ansible_recap, pyinfra_changes, run
 
 APPLIANCE = str(BIN / "appliance")
 IP = {n.name: n.ip for n in lab_mod.NODES}
@@ -38,8 +37,16 @@ def test_provision_then_reprovision_changes_nothing(lab: Path, host: str, engine
 
 @pytest.mark.parametrize("host", ["pi", "server"])
 def test_shared_testinfra_suite_passes(lab: Path, host: str) -> None:
-    out = run(str(BIN / "pytest"), "-q", "-p", "no:cacheprovider", "tests/infra/host",
-              f"--hosts=ssh://{IP[host]}", f"--ssh-config={lab_mod.ssh_config()}", "--sudo")
+    out = run(
+        str(BIN / "pytest"),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/infra/host",
+        f"--hosts=ssh://{IP[host]}",
+        f"--ssh-config={lab_mod.ssh_config()}",
+        "--sudo",
+    )
     assert " passed" in out.stdout
 
 
