@@ -125,9 +125,16 @@ def _ensure_state() -> None:
     lines = []
     for node in NODES:
         if node.role != "registry":
-            lines += [f"Host {node.name} {node.ip}", f"  HostName {node.ip}", "  User admin",
-                      f"  IdentityFile {key}", "  StrictHostKeyChecking no",
-                      "  UserKnownHostsFile /dev/null", "  LogLevel ERROR", ""]
+            lines += [
+                f"Host {node.name} {node.ip}",
+                f"  HostName {node.ip}",
+                "  User admin",
+                f"  IdentityFile {key}",
+                "  StrictHostKeyChecking no",
+                "  UserKnownHostsFile /dev/null",
+                "  LogLevel ERROR",
+                "",
+            ]
     ssh_config().write_text("\n".join(lines))
     secret = smb_secret_file()
     secret.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

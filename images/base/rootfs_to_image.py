@@ -17,6 +17,7 @@ import sys
 import tarfile
 
 CREATED = "2000-01-01T00:00:00Z"
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
         "architecture": arch,
         "os": "linux",
         "created": CREATED,
-        "config": {"Cmd": ["/bin/bash"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"]},
+        "config": {"Cmd": ["/bin/bash"], "Env": [f"PATH={PATH}", "LANG=C.UTF-8"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": CREATED, "created_by": f"lectern debootstrap {arch}"}],
     }
@@ -41,17 +42,12 @@ def main() -> None:
     config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
     manifest = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": ["layer.tar"]}])
 
-    out = tarfile.open(fileobj=sys.stdout.buffer, mode="w|")
-
-    def add_bytes(name: str, data: bytes) -> None:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        out.addfile(info, io.BytesIO(data))
-
-    add_bytes(config_name, config_bytes)
-    add_bytes("manifest.json", manifest.encode())
-    out.add(rootfs, arcname="layer.tar")
-    out.close()
+    with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as out:
+        for name, data in ((config_name, config_bytes), ("manifest.json", manifest.encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+        out.add(rootfs, arcname="layer.tar")
 
 
 if __name__ == "__main__":
