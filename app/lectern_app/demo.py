@@ -175,10 +175,31 @@ def run_calibredb(library: Path, *args: str, timeout: float = 600) -> str:
 _FIRST = ["Ada", "Émile", "Zoë", "Søren", "Ngozi", "Hiroshi", "Олег", "Marta", "Juan", "Li"]
 _LAST = ["Lovelace", "Zola", "Ångström", "Kierkegaard", "Adichie", "Tanaka", "Петров", "Núñez"]
 _WORDS = [
-    "river", "winter", "garden", "clock", "glass", "harbor", "lantern", "mirror", "orchard",
-    "paper", "quiet", "storm", "stone", "summer", "thread", "valley", "whale", "ember",
-    "café", "naïve", "façade", "jalapeño", "über", "fjord",
-]  # fmt: skip
+    "river",
+    "winter",
+    "garden",
+    "clock",
+    "glass",
+    "harbor",
+    "lantern",
+    "mirror",
+    "orchard",
+    "paper",
+    "quiet",
+    "storm",
+    "stone",
+    "summer",
+    "thread",
+    "valley",
+    "whale",
+    "ember",
+    "café",
+    "naïve",
+    "façade",
+    "jalapeño",
+    "über",
+    "fjord",
+]
 _TAGS = ["Fiction", "History", "Science", "Poetry", "Fantasy", "Mystery", "Essays", "Travel"]
 _PUBLISHERS = ["Penguin", "Gallimard", "Suhrkamp", "Tor", "Éditions du Seuil", None]
 

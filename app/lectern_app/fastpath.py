@@ -40,15 +40,21 @@ class FastPath:
                     if inm is not None and entry.etag is not None and inm == entry.etag:
                         status = 304
                         await send(
-                            {"type": "http.response.start", "status": 304,
-                             "headers": [h for h in entry.headers if h[0] == b"etag"]}
-                        )  # fmt: skip
+                            {
+                                "type": "http.response.start",
+                                "status": 304,
+                                "headers": [h for h in entry.headers if h[0] == b"etag"],
+                            }
+                        )
                         await send({"type": "http.response.body", "body": b""})
                     else:
                         await send(
-                            {"type": "http.response.start", "status": entry.status,
-                             "headers": entry.headers}
-                        )  # fmt: skip
+                            {
+                                "type": "http.response.start",
+                                "status": entry.status,
+                                "headers": entry.headers,
+                            }
+                        )
                         body = b"" if scope["method"] == "HEAD" else entry.body
                         await send({"type": "http.response.body", "body": body})
                     svc.metrics.observe(route_group(path), status, time.perf_counter() - t0)

@@ -20,8 +20,14 @@ FILTER_KINDS = {
     "language": "languages",
 }
 # field weights for ranking search hits
-_WEIGHTS = (("title", 10.0), ("authors", 8.0), ("series", 6.0), ("tags", 5.0),
-            ("publisher", 3.0), ("comments", 1.0))  # fmt: skip
+_WEIGHTS = (
+    ("title", 10.0),
+    ("authors", 8.0),
+    ("series", 6.0),
+    ("tags", 5.0),
+    ("publisher", 3.0),
+    ("comments", 1.0),
+)
 _SEP = "\x1e"  # between books in the haystack
 _FSEP = "\x1f"  # between fields of one book
 

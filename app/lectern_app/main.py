@@ -62,8 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else {"error": "http_error", "message": str(exc.detail)}
         )
         if request.url.path.startswith(("/api", "/opds")) or not _wants_html(request):
-            return JSONResponse({"detail": detail}, status_code=exc.status_code,
-                                headers=exc.headers)  # fmt: skip
+            return JSONResponse(
+                {"detail": detail}, status_code=exc.status_code, headers=exc.headers
+            )
         from .web import error_page
 
         return error_page(request, exc.status_code, detail)

@@ -93,12 +93,18 @@ def _build(dest: Path, work: Path) -> dict[str, Any]:
     run_calibredb(dest, "add_custom_column", "read", "Read", "bool")
     run_calibredb(dest, "add_custom_column", "notes", "Notes", "comments")
     run_calibredb(
-        dest, "set_metadata", "1",
-        "--field", "#genre:Surreal,Cats",
-        "--field", "#pages:505",
-        "--field", "#read:true",
-        "--field", "#notes:<p>Loved it</p>",
-    )  # fmt: skip
+        dest,
+        "set_metadata",
+        "1",
+        "--field",
+        "#genre:Surreal,Cats",
+        "--field",
+        "#pages:505",
+        "--field",
+        "#read:true",
+        "--field",
+        "#notes:<p>Loved it</p>",
+    )
     run_calibredb(dest, "set_metadata", "4", "--field", "#pages:12", "--field", "#read:false")
     listing = json.loads(run_calibredb(dest, "list", "--for-machine", "--fields", "all"))
     return {"listing": listing}

@@ -123,8 +123,10 @@ def test_filters(shared_client: TestClient, listing: list[dict[str, Any]]) -> No
 
 def test_sorting(shared_client: TestClient, listing: list[dict[str, Any]]) -> None:
     def ids(**p: Any) -> list[int]:
-        return [i["id"] for i in shared_client.get("/api/books", params={**p, "per_page": 200})
-                .json()["items"]]  # fmt: skip
+        return [
+            i["id"]
+            for i in shared_client.get("/api/books", params={**p, "per_page": 200}).json()["items"]
+        ]
 
     assert ids(sort="id") == sorted(cb["id"] for cb in listing)
     assert ids(sort="id", order="desc") == sorted((cb["id"] for cb in listing), reverse=True)
@@ -133,8 +135,9 @@ def test_sorting(shared_client: TestClient, listing: list[dict[str, Any]]) -> No
     got = [ratings[i] for i in ids(sort="rating")]
     assert got == sorted(by_rating, reverse=True)
     added = ids(sort="added", order="asc")
-    assert added == sorted(added, key=lambda i: next(c["timestamp"] for c in listing
-                                                     if c["id"] == i))  # fmt: skip
+    assert added == sorted(
+        added, key=lambda i: next(c["timestamp"] for c in listing if c["id"] == i)
+    )
 
 
 @pytest.mark.parametrize(
@@ -158,8 +161,10 @@ def test_search(shared_client: TestClient, q: str, expected_first: str | None) -
 
 
 def test_search_ranks_and_requires_every_token(shared_client: TestClient) -> None:
-    titles = [i["title"] for i in shared_client.get("/api/books", params={"q": "xylophone"})
-              .json()["items"]]  # fmt: skip
+    titles = [
+        i["title"]
+        for i in shared_client.get("/api/books", params={"q": "xylophone"}).json()["items"]
+    ]
     assert titles == ["Xylophone Lessons", "Zoë's Ångström Notebook"]
     assert shared_client.get("/api/books", params={"q": "xylophone plain"}).json()["total"] == 1
 
