@@ -8,8 +8,10 @@ host is a one-line error naming the host and the fix rather than an engine trace
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,13 +66,22 @@ def check_secrets(hosts: list[Host]) -> None:
                     )
 
 
+def executable(name: str) -> str:
+    """An engine's executable: the one beside this Python (the venv) first, then PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise ProvisionError(f"{name} is not installed: run `make venv`")
+    return found
+
+
 def command(
     engine: str, inventory: Path, limit: str, check: bool
 ) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ, LECTERN_INVENTORY=str(inventory), PYTHONPATH=str(REPO_ROOT))
     if engine == "pyinfra":
         cmd = [
-            "pyinfra",
+            executable("pyinfra"),
             "-y",
             "--limit",
             limit,
@@ -82,7 +93,14 @@ def command(
         return cmd, env
     if engine == "ansible":
         env["ANSIBLE_CONFIG"] = str(REPO_ROOT / "ansible.cfg")
-        cmd = ["ansible-playbook", "-i", str(inventory), "--limit", limit, "playbooks/site.yml"]
+        cmd = [
+            executable("ansible-playbook"),
+            "-i",
+            str(inventory),
+            "--limit",
+            limit,
+            "playbooks/site.yml",
+        ]
         if check:
             cmd += ["--check", "--diff"]
         return cmd, env

@@ -9,9 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from labtools import BIN, ansible_recap, pyinfra_changes, run
 
 from appliance import lab as lab_mod
+from appliance.inventory import load
 
 APPLIANCE = str(BIN / "appliance")
 IP = {n.name: n.ip for n in lab_mod.NODES}
@@ -26,7 +28,8 @@ def marker_exists(host: str) -> bool:
 def test_provision_then_reprovision_changes_nothing(lab: Path, host: str, engine: str) -> None:
     first = run(APPLIANCE, "provision", host, "--engine", engine)
     assert marker_exists(host)
-    second = run(APPLIANCE, "provision", host, "--engine", engine).stdout
+    done = run(APPLIANCE, "provision", host, "--engine", engine)
+    second = done.stdout + done.stderr  # pyinfra reports on stderr
     if engine == "pyinfra":
         assert pyinfra_changes(second) == 0, second[-3000:]
     else:
@@ -36,18 +39,20 @@ def test_provision_then_reprovision_changes_nothing(lab: Path, host: str, engine
 
 
 @pytest.mark.parametrize("host", ["pi", "server"])
-def test_shared_testinfra_suite_passes(lab: Path, host: str) -> None:
-    out = run(
-        str(BIN / "pytest"),
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "tests/infra/host",
-        f"--hosts=ssh://{IP[host]}",
-        f"--ssh-config={lab_mod.ssh_config()}",
-        "--sudo",
-    )
-    assert " passed" in out.stdout
+def test_shared_testinfra_suite_passes(lab: Path, host: str, tmp_path: Path) -> None:
+    # The suite expects what the inventory asked for (group_vars differ per profile).
+    expected = tmp_path / "vars.yml"
+    expected.write_text(yaml.safe_dump(load(lab).hosts[host].vars))
+    suite = ["tests/infra/host", f"--hosts=ssh://{IP[host]}", "--sudo"]
+    suite += [f"--ssh-config={lab_mod.ssh_config()}", f"--lectern-vars={expected}"]
+    out = run(str(BIN / "pytest"), "-q", "-p", "no:cacheprovider", *suite)
+    assert " passed" in out.stdout and " failed" not in out.stdout
+
+
+def test_group_vars_reach_both_engines(lab: Path) -> None:
+    for host, tz in (("pi", "Europe/Oslo"), ("server", "Europe/Berlin")):
+        out = run(*lab_mod.ssh_args(IP[host]), "cat /etc/timezone /etc/lectern/release").stdout
+        assert tz in out and f"LECTERN_PROFILE={host}" in out, out
 
 
 @pytest.mark.parametrize("engine", ["pyinfra", "ansible"])
