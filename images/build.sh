@@ -104,7 +104,7 @@ choose_base() {
 if [ "$BUILDER" = bake ] || { [ "$BUILDER" = auto ] && docker buildx version >/dev/null 2>&1; }; then
   log "buildx found: docker buildx bake -f images/docker-bake.hcl (${PLATFORMS})"
   t0=$(now)
-  export CONTEXT=$CTX VERSION REVISION CREATED SOURCE PLATFORMS REGISTRY
+  export CONTEXT=$CTX VERSION REVISION CREATED SOURCE PLATFORMS REGISTRY SOURCE_DATE_EPOCH=$EPOCH
   export TAGS_CSV; TAGS_CSV=$(IFS=,; echo "${TAGS[*]}")
   export BASE_IMAGE=${BASE_IMAGE:-$PUBLIC_BASE}
   bake_args=(-f images/docker-bake.hcl --metadata-file "$OUT/bake-metadata.json")
