@@ -8,9 +8,10 @@ hosts (``--hosts=ssh://admin@IP --ssh-identity-file=KEY --sudo``).
 Expected values come from roles/base/defaults/main.yml (via appliance.roles, the same
 merge the pyinfra deploy uses), overridden by, in this order:
   * the host's inventory variables, when the connection is Ansible's;
-  * a YAML file given with ``--lectern-vars FILE`` (or $LECTERN_BASE_VARS).
+  * YAML files given with ``--lectern-vars FILE`` (repeatable; or $LECTERN_BASE_VARS),
+    e.g. the host's group_vars when it is reached over plain SSH.
 The expected state (present|absent) is ``--lectern-state`` (or $LECTERN_BASE_STATE),
-default ``present``.
+else the host's ``lectern_base_state`` from those variables (default ``present``).
 """
 
 from __future__ import annotations
@@ -33,14 +34,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--lectern-state",
         dest="lectern_state",
         choices=["present", "absent"],
-        default=os.environ.get("LECTERN_BASE_STATE", "present"),
-        help="state the host was provisioned with (default: $LECTERN_BASE_STATE or present)",
+        default=os.environ.get("LECTERN_BASE_STATE") or None,
+        help="state the host was provisioned with (default: $LECTERN_BASE_STATE, else the"
+        " host's lectern_base_state from the variables below, else present)",
     )
     group.addoption(
         "--lectern-vars",
         dest="lectern_vars",
-        default=os.environ.get("LECTERN_BASE_VARS", ""),
-        help="YAML file of variable overrides the host was provisioned with",
+        action="append",
+        default=[p for p in os.environ.get("LECTERN_BASE_VARS", "").split(os.pathsep) if p],
+        help="YAML file of variables the host was provisioned with (e.g. its group_vars);"
+        " repeat for several, later files win ($LECTERN_BASE_VARS: os.pathsep-separated)",
     )
 
 
@@ -58,18 +62,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def lectern_state(pytestconfig: pytest.Config) -> str:
-    return str(pytestconfig.getoption("lectern_state"))
-
-
-@pytest.fixture(scope="session")
 def file_overrides(pytestconfig: pytest.Config) -> dict[str, Any]:
-    path = pytestconfig.getoption("lectern_vars")
-    if not path:
-        return {}
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    assert isinstance(data, dict), f"{path} must be a YAML mapping"
-    return data
+    merged: dict[str, Any] = {}
+    for path in pytestconfig.getoption("lectern_vars") or []:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        assert isinstance(data, dict), f"{path} must be a YAML mapping"
+        merged.update(data)
+    return merged
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +94,10 @@ def render() -> Callable[[str, str, dict[str, Any]], str]:
         return env.from_string(source).render(**variables)
 
     return _render
+
+
+@pytest.fixture(scope="module")
+def lectern_state(pytestconfig: pytest.Config, base: dict[str, Any]) -> str:
+    """present|absent: what the host was provisioned with."""
+    explicit = pytestconfig.getoption("lectern_state")
+    return str(explicit or base["lectern_base_state"])
