@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 import subprocess
+import time
 import uuid
 import zipfile
 from collections.abc import Sequence
@@ -157,14 +158,21 @@ def run_calibredb(library: Path, *args: str, timeout: float = 600) -> str:
         raise RuntimeError("calibredb is not installed (Debian package `calibre`)")
     env = dict(os.environ)
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
-    proc = subprocess.run(
-        [exe, *args, "--with-library", str(library)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = subprocess.run(
+            [exe, *args, "--with-library", str(library)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+        # calibre allows one calibre program per user at a time (any library): wait our turn
+        busy = proc.returncode != 0 and "Another calibre program" in proc.stderr
+        if not busy or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     if proc.returncode != 0:
         raise RuntimeError(
             f"calibredb {' '.join(args[:2])} failed ({proc.returncode}): {proc.stderr[-2000:]}"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from bisect import bisect_right, insort
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .model import Book, Category
 from .reader import RawLibrary
@@ -41,7 +42,9 @@ class SearchHit:
 class Library:
     """Immutable once built; replaced wholesale on every change (readers never lock)."""
 
-    def __init__(self, raw: RawLibrary, version: int, root: str) -> None:
+    def __init__(
+        self, raw: RawLibrary, version: int, root: str, previous: Library | None = None
+    ) -> None:
         t0 = time.perf_counter()
         self.raw = raw
         self.root = root
@@ -59,17 +62,18 @@ class Library:
         self.loaded_at = time.time()
         self.last_change = max((b.last_modified_epoch for b in self.books.values()), default=0.0)
         self._orders: dict[str, list[int]] = {}
-        self._build_orders()
+        self._build_orders(previous if raw.names_unchanged else None)
         self._by_name: dict[str, dict[str, int]] = {
             kind: {fold(c.name): c.id for c in cats.values()}
             for kind, cats in self.categories.items()
         }
         self._cat_orders: dict[tuple[str, str], list[Category]] = {}
+        self._fields_by_id: dict[int, tuple[str, ...]] = {}
         self.formats: dict[str, set[int]] = {}
         for b in self.books.values():
             for f in b.formats:
                 self.formats.setdefault(f.fmt, set()).add(b.id)
-        self._build_search()
+        self._build_search(previous if raw.names_unchanged else None)
         self.build_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ names
@@ -95,27 +99,8 @@ class Library:
         return c.name if c else None
 
     # ----------------------------------------------------------------- orders
-    def _build_orders(self) -> None:
-        books = list(self.books.values())
+    def _sort_keys(self) -> dict[str, Callable[[Book], Any]]:
         series = self.categories["series"]
-        self._orders["id"] = sorted(self.books)
-        self._orders["added"] = [
-            b.id for b in sorted(books, key=lambda b: (b.timestamp_epoch, b.id))
-        ]
-        self._orders["modified"] = [
-            b.id for b in sorted(books, key=lambda b: (b.last_modified_epoch, b.id))
-        ]
-        self._orders["pubdate"] = [
-            b.id for b in sorted(books, key=lambda b: (b.pubdate_epoch, b.id))
-        ]
-        self._orders["title"] = [b.id for b in sorted(books, key=lambda b: (fold(b.sort), b.id))]
-        self._orders["author"] = [
-            b.id for b in sorted(books, key=lambda b: (fold(b.author_sort), fold(b.sort), b.id))
-        ]
-        self._orders["rating"] = [
-            b.id
-            for b in sorted(books, key=lambda b: (b.rating if b.rating is not None else -1, b.id))
-        ]
 
         def series_key(b: Book) -> tuple[int, str, float, int]:
             s = series.get(b.series_id) if b.series_id is not None else None
@@ -123,7 +108,35 @@ class Library:
                 return (1, "", 0.0, b.id)
             return (0, fold(s.sort), b.series_index, b.id)
 
-        self._orders["series"] = [b.id for b in sorted(books, key=series_key)]
+        return {
+            "id": lambda b: b.id,
+            "added": lambda b: (b.timestamp_epoch, b.id),
+            "modified": lambda b: (b.last_modified_epoch, b.id),
+            "pubdate": lambda b: (b.pubdate_epoch, b.id),
+            "title": lambda b: (fold(b.sort), b.id),
+            "author": lambda b: (fold(b.author_sort), fold(b.sort), b.id),
+            "rating": lambda b: (b.rating if b.rating is not None else -1, b.id),
+            "series": series_key,
+        }
+
+    def _build_orders(self, previous: Library | None) -> None:
+        """Sorted id lists per sort key; patched from the previous snapshot when few books
+        changed and no category was renamed (keys of unchanged books are then unchanged)."""
+        books = self.books
+        keys = self._sort_keys()
+        changed: list[int] | None = None
+        if previous is not None:
+            old = previous.books
+            changed = [i for i, b in books.items() if old.get(i) is not b]
+            if len(changed) > 500:
+                changed = None
+        for name, keyfn in keys.items():
+            if changed is None or previous is None or name not in previous._orders:
+                self._orders[name] = [b.id for b in sorted(books.values(), key=keyfn)]
+                continue
+            gone = set(changed)
+            kept = [i for i in previous._orders[name] if i not in gone and i in books]
+            self._orders[name] = _patched(kept, changed, keyfn, books)
 
     def order(self, key: str, descending: bool) -> list[int]:
         ids = self._orders[key]
@@ -154,21 +167,20 @@ class Library:
         return cats
 
     # ---------------------------------------------------------------- search
-    def _build_search(self) -> None:
+    def _build_search(self, previous: Library | None) -> None:
         parts: list[str] = []
         offsets: list[int] = []
         ids: list[int] = []
         fields: list[tuple[str, ...]] = []
+        by_id: dict[int, tuple[str, ...]] = {}
+        old_books = previous.books if previous is not None else {}
+        old_fields = previous._fields_by_id if previous is not None else {}
         pos = 0
         for b in self.books.values():
-            f = (
-                fold(b.title),
-                fold(" & ".join(self.author_names(b))),
-                fold(self.series_name(b) or ""),
-                fold(_FSEP.join(self.tag_names(b))),
-                fold(self.publisher_name(b) or ""),
-                fold(strip_html(b.comments)) if b.comments else "",
-            )
+            f = old_fields.get(b.id) if old_books.get(b.id) is b else None
+            if f is None:
+                f = self._search_fields(b)
+            by_id[b.id] = f
             text = _FSEP.join(f) + _SEP
             offsets.append(pos)
             ids.append(b.id)
@@ -179,6 +191,17 @@ class Library:
         self._hay_offsets = offsets
         self._hay_ids = ids
         self._hay_fields = fields
+        self._fields_by_id = by_id
+
+    def _search_fields(self, b: Book) -> tuple[str, ...]:
+        return (
+            fold(b.title),
+            fold(" & ".join(self.author_names(b))),
+            fold(self.series_name(b) or ""),
+            fold(_FSEP.join(self.tag_names(b))),
+            fold(self.publisher_name(b) or ""),
+            fold(strip_html(b.comments)) if b.comments else "",
+        )
 
     def search(self, query: str) -> list[SearchHit]:
         """All books matching every token of `query`, best first."""
@@ -215,6 +238,17 @@ class Library:
             s = set(c.book_ids) if c else set()
             out = s if out is None else out & s
         return out if out is not None else set()
+
+
+def _patched(
+    kept: list[int], changed: list[int], keyfn: Callable[[Book], Any], books: dict[int, Book]
+) -> list[int]:
+    def by_id(j: int) -> Any:
+        return keyfn(books[j])
+
+    for i in changed:
+        insort(kept, i, key=by_id)
+    return kept
 
 
 def _score(fields: Sequence[str], tokens: Sequence[str]) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,11 @@ class RawLibrary:
     languages: dict[int, Category]
     custom_columns: list[CustomColumn]
     data_version: int
+    lm_raw: dict[int, str] = field(default_factory=dict)  # books.last_modified as stored
+    name_rows: dict[str, list[Any]] = field(default_factory=dict)  # category tables
+    incremental: bool = False  # built from a previous snapshot plus changed books
+    names_unchanged: bool = False  # every category table equal to the previous one
+    changed: int = 0  # books (re)read from the database
 
 
 def connect(db_path: Path, busy_timeout: float) -> sqlite3.Connection:
@@ -95,52 +100,102 @@ _Q_BOOKS = (
 )
 
 
-def fetch_all(conn: sqlite3.Connection) -> dict[str, list[Any]]:
-    """Every row we need, inside one short read transaction."""
-    q: dict[str, str] = {
-        "data_version": "PRAGMA data_version",
-        "library_id": "SELECT uuid FROM library_id LIMIT 1",
-        "books": _Q_BOOKS,
-        "authors": "SELECT id, name, sort FROM authors",
-        "a_link": "SELECT book, author FROM books_authors_link ORDER BY id",
-        "series": "SELECT id, name, sort FROM series",
-        "s_link": "SELECT book, series FROM books_series_link ORDER BY id",
-        "tags": "SELECT id, name FROM tags",
-        "t_link": "SELECT book, tag FROM books_tags_link ORDER BY id",
-        "publishers": "SELECT id, name, sort FROM publishers",
-        "p_link": "SELECT book, publisher FROM books_publishers_link ORDER BY id",
-        "languages": "SELECT id, lang_code FROM languages",
-        "l_link": "SELECT book, lang_code FROM books_languages_link ORDER BY item_order, id",
-        "r_link": (
-            "SELECT l.book, r.rating FROM books_ratings_link l"
-            " JOIN ratings r ON r.id = l.rating ORDER BY l.id"
-        ),
-        "data": "SELECT book, format, uncompressed_size, name FROM data ORDER BY id",
-        "identifiers": "SELECT book, type, val FROM identifiers ORDER BY id",
-        "comments": "SELECT book, text FROM comments",
-        "cc": (
-            "SELECT id, label, name, datatype, is_multiple, normalized, display"
-            " FROM custom_columns WHERE mark_for_delete = 0 ORDER BY id"
-        ),
-    }
+_NAME_TABLES = {
+    "authors": "SELECT id, name, sort FROM authors",
+    "series": "SELECT id, name, sort FROM series",
+    "tags": "SELECT id, name FROM tags",
+    "publishers": "SELECT id, name, sort FROM publishers",
+    "languages": "SELECT id, lang_code FROM languages",
+    "cc": (
+        "SELECT id, label, name, datatype, is_multiple, normalized, display"
+        " FROM custom_columns WHERE mark_for_delete = 0 ORDER BY id"
+    ),
+}
+# per-book tables; {where} narrows them to changed books on an incremental load
+_BOOK_TABLES = {
+    "books": _Q_BOOKS + " {where_id}",
+    "a_link": "SELECT book, author FROM books_authors_link {where} ORDER BY id",
+    "s_link": "SELECT book, series FROM books_series_link {where} ORDER BY id",
+    "t_link": "SELECT book, tag FROM books_tags_link {where} ORDER BY id",
+    "p_link": "SELECT book, publisher FROM books_publishers_link {where} ORDER BY id",
+    "l_link": "SELECT book, lang_code FROM books_languages_link {where} ORDER BY item_order, id",
+    "r_link": (
+        "SELECT l.book, r.rating FROM books_ratings_link l"
+        " JOIN ratings r ON r.id = l.rating {where_l} ORDER BY l.id"
+    ),
+    "data": "SELECT book, format, uncompressed_size, name FROM data {where} ORDER BY id",
+    "identifiers": "SELECT book, type, val FROM identifiers {where} ORDER BY id",
+    "comments": "SELECT book, text FROM comments {where}",
+}
+INCREMENTAL_MAX = 2000  # more changed books than this: read everything
+
+
+def fetch_all(conn: sqlite3.Connection, previous: RawLibrary | None = None) -> dict[str, list[Any]]:
+    """Every row we need, inside one short read transaction.
+
+    With a `previous` snapshot of the same library, only books whose last_modified
+    changed (calibre bumps it on every edit of a book) are read in full; the small
+    category tables are always read whole, so renames are never missed.
+    """
     out: dict[str, list[Any]] = {}
     conn.execute("BEGIN")
     try:
-        for key, sql in q.items():
+        out["data_version"] = conn.execute("PRAGMA data_version").fetchall()
+        out["library_id"] = conn.execute("SELECT uuid FROM library_id LIMIT 1").fetchall()
+        for key, sql in _NAME_TABLES.items():
             out[key] = conn.execute(sql).fetchall()
+        changed: list[int] | None = None
+        if (
+            previous is not None
+            and out["library_id"]
+            and out["library_id"][0][0] == previous.library_id
+            and out["cc"] == previous.name_rows.get("cc")
+        ):
+            stamps = conn.execute("SELECT id, last_modified FROM books").fetchall()
+            lm = previous.lm_raw
+            changed = [bid for bid, m in stamps if lm.get(bid) != m]
+            out["ids"] = stamps
+            if len(changed) > INCREMENTAL_MAX:
+                changed = None
+        if changed is None:
+            fmt = {"where": "", "where_id": "", "where_l": ""}
+            for key, sql in _BOOK_TABLES.items():
+                out[key] = conn.execute(sql.format(**fmt)).fetchall()
+        else:
+            out["changed"] = [(c,) for c in changed]
+            for key in _BOOK_TABLES:
+                out[key] = []
+            for i in range(0, len(changed), 500):
+                chunk = changed[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                fmt = {
+                    "where": f"WHERE book IN ({marks})",
+                    "where_id": f"WHERE id IN ({marks})",
+                    "where_l": f"WHERE l.book IN ({marks})",
+                }
+                for key, sql in _BOOK_TABLES.items():
+                    out[key] += conn.execute(sql.format(**fmt), chunk).fetchall()
         for cid, _label, _n, datatype, _mult, normalized, _d in out["cc"]:
             if datatype == "composite":
                 continue
             if normalized:
                 extra = ", l.extra" if datatype == "series" else ""
-                out[f"cc{cid}"] = conn.execute(
+                sql = (
                     f"SELECT l.book, v.value{extra} FROM books_custom_column_{int(cid)}_link l"
-                    f" JOIN custom_column_{int(cid)} v ON v.id = l.value ORDER BY l.id"
-                ).fetchall()
+                    f" JOIN custom_column_{int(cid)} v ON v.id = l.value"
+                )
+                where, order = " WHERE l.book IN ({})", " ORDER BY l.id"
             else:
-                out[f"cc{cid}"] = conn.execute(
-                    f"SELECT book, value FROM custom_column_{int(cid)}"
-                ).fetchall()
+                sql = f"SELECT book, value FROM custom_column_{int(cid)}"
+                where, order = " WHERE book IN ({})", ""
+            if changed is None:
+                out[f"cc{cid}"] = conn.execute(sql + order).fetchall()
+            else:
+                out[f"cc{cid}"] = []
+                for i in range(0, len(changed), 500):
+                    chunk = changed[i : i + 500]
+                    q = sql + where.format(",".join("?" * len(chunk))) + order
+                    out[f"cc{cid}"] += conn.execute(q, chunk).fetchall()
     finally:
         conn.execute("COMMIT")
     return out
@@ -152,13 +207,16 @@ def _categories(rows: list[Any], has_sort: bool = True) -> dict[int, Category]:
     return {r[0]: Category(r[0], r[1], r[1]) for r in rows}
 
 
-def build(rows: dict[str, list[Any]]) -> RawLibrary:
-    books: dict[int, Book] = {}
+def build(rows: dict[str, list[Any]], previous: RawLibrary | None = None) -> RawLibrary:
+    incremental = previous is not None and "changed" in rows
+    fresh: dict[int, Book] = {}
+    lm_raw: dict[int, str] = {}
     for bid, title, sort, ts, pub, sidx, asort, path, buuid, cover, lm in rows["books"]:
         t_iso, t_ep = _iso(ts)
         p_iso, p_ep = _iso(pub)
         m_iso, m_ep = _iso(lm)
-        books[bid] = Book(
+        lm_raw[bid] = lm
+        fresh[bid] = Book(
             id=bid,
             title=title or "Unknown",
             sort=sort or title or "",
@@ -180,42 +238,65 @@ def build(rows: dict[str, list[Any]]) -> RawLibrary:
     publishers = _categories(rows["publishers"])
     languages = _categories(rows["languages"], has_sort=False)
 
-    def link(key: str, cats: dict[int, Category], attr: str, multi: bool) -> None:
+    def link(key: str, attr: str, multi: bool) -> None:
         for book_id, cat_id in rows[key]:
-            b = books.get(book_id)
-            c = cats.get(cat_id)
-            if b is None or c is None:
+            b = fresh.get(book_id)
+            if b is None:
                 continue
             if multi:
                 getattr(b, attr).append(cat_id)
-            else:
-                if getattr(b, attr) is not None:
-                    continue
+            elif getattr(b, attr) is None:
                 setattr(b, attr, cat_id)
-            c.book_ids.append(book_id)
 
-    link("a_link", authors, "author_ids", True)
-    link("s_link", series, "series_id", False)
-    link("t_link", tags, "tag_ids", True)
-    link("p_link", publishers, "publisher_id", False)
-    link("l_link", languages, "language_ids", True)
+    link("a_link", "author_ids", True)
+    link("s_link", "series_id", False)
+    link("t_link", "tag_ids", True)
+    link("p_link", "publisher_id", False)
+    link("l_link", "language_ids", True)
     for book_id, rating in rows["r_link"]:
-        b = books.get(book_id)
+        b = fresh.get(book_id)
         if b is not None and b.rating is None and rating is not None:
             b.rating = int(rating)
     for book_id, fmt, size, name in rows["data"]:
-        b = books.get(book_id)
+        b = fresh.get(book_id)
         if b is not None:
             b.formats.append(Format(str(fmt).upper(), int(size or 0), name))
     for book_id, typ, val in rows["identifiers"]:
-        b = books.get(book_id)
+        b = fresh.get(book_id)
         if b is not None:
             b.identifiers[typ] = val
     for book_id, text in rows["comments"]:
-        b = books.get(book_id)
+        b = fresh.get(book_id)
         if b is not None and text:
             b.comments = text
-    custom = _custom(rows, books)
+    custom = _custom(rows, fresh)
+
+    if incremental:
+        assert previous is not None
+        alive = {bid for bid, _m in rows["ids"]}
+        books = {bid: b for bid, b in previous.books.items() if bid in alive}
+        books.update(fresh)
+        lm_all = {bid: m for bid, m in previous.lm_raw.items() if bid in alive}
+        lm_all.update(lm_raw)
+    else:
+        books, lm_all = fresh, lm_raw
+    # category membership from every book's links (shared Book objects are never mutated)
+    for kind_map, attr in ((authors, "author_ids"), (tags, "tag_ids"), (languages, "language_ids")):
+        for b in books.values():
+            for cid in getattr(b, attr):
+                c = kind_map.get(cid)
+                if c is None:
+                    raise _Stale()
+                c.book_ids.append(b.id)
+    for kind_map, attr in ((series, "series_id"), (publishers, "publisher_id")):
+        for b in books.values():
+            cid = getattr(b, attr)
+            if cid is not None:
+                c = kind_map.get(cid)
+                if c is None:
+                    raise _Stale()
+                c.book_ids.append(b.id)
+    name_rows = {k: rows[k] for k in _NAME_TABLES}
     lib_id = rows["library_id"][0][0] if rows["library_id"] else ""
     return RawLibrary(
         library_id=lib_id,
@@ -227,7 +308,18 @@ def build(rows: dict[str, list[Any]]) -> RawLibrary:
         languages=languages,
         custom_columns=custom,
         data_version=int(rows["data_version"][0][0]),
+        lm_raw=lm_all,
+        name_rows=name_rows,
+        incremental=incremental,
+        names_unchanged=incremental
+        and previous is not None
+        and all(name_rows[k] == previous.name_rows.get(k) for k in _NAME_TABLES),
+        changed=len(fresh),
     )
+
+
+class _Stale(Exception):
+    """An unchanged book points at a category that is gone: read everything."""
 
 
 def _custom(rows: dict[str, list[Any]], books: dict[int, Book]) -> list[CustomColumn]:
@@ -269,9 +361,12 @@ def load(library_path: Path, busy_timeout: float = 5.0) -> RawLibrary:
         conn.close()
 
 
-def load_with(conn: sqlite3.Connection, db: Path) -> RawLibrary:
+def load_with(conn: sqlite3.Connection, db: Path, previous: RawLibrary | None = None) -> RawLibrary:
     try:
-        rows = fetch_all(conn)
+        rows = fetch_all(conn, previous)
+        try:
+            return build(rows, previous)
+        except _Stale:
+            return build(fetch_all(conn, None), None)
     except sqlite3.Error as e:
         raise classify(e, db) from e
-    return build(rows)

@@ -30,6 +30,7 @@ from .reader import LibraryError
 log = logging.getLogger("lectern.library")
 
 Stamp = tuple[object, ...]
+FULL_RELOAD_EVERY = 50  # incremental reloads between two full ones
 
 
 def _stat(path: str) -> tuple[int, int, int] | None:
@@ -98,6 +99,7 @@ class LibraryState:
         self._conn_ino: int | None = None
         self._last_failure = 0.0
         self._listeners: list[Callable[[Library], None]] = []
+        self._incremental_run = 0
 
     def add_listener(self, fn: Callable[[Library], None]) -> None:
         self._listeners.append(fn)
@@ -116,16 +118,18 @@ class LibraryState:
         self.refresh(stamp)
         return self.current
 
-    def refresh(self, stamp: Stamp | None = None) -> None:
-        """Reload if the library changed. Single-flight: concurrent callers wait."""
+    def refresh(self, stamp: Stamp | None = None, full: bool = False) -> None:
+        """Reload if the library changed (`full`: also re-read everything after incremental
+        reloads). Single-flight: concurrent callers wait."""
         if not self.db:
             return
         with self._lock:
             if stamp is None or stamp != compute_stamp(self.db):
                 stamp = compute_stamp(self.db)
-            if stamp == self.stamp and self.current is not None and self.status.ok:
+            unchanged = stamp == self.stamp and self.current is not None and self.status.ok
+            if unchanged and not (full and self._incremental_run > 0):
                 return
-            self._reload(stamp)
+            self._reload(stamp, full=full)
 
     def close(self) -> None:
         with self._lock:
@@ -147,7 +151,7 @@ class LibraryState:
         self._conn_ino = ino
         return self._conn
 
-    def _reload(self, stamp: Stamp) -> None:
+    def _reload(self, stamp: Stamp, full: bool = False) -> None:
         assert self.path is not None
         t0 = time.perf_counter()
         db_stat = stamp[0]
@@ -159,7 +163,10 @@ class LibraryState:
             self._close_conn()
             conn = self._connection(ino)
             try:
-                raw = reader.load_with(conn, Path(self.db))
+                prev_raw = self.current.raw if self.current is not None else None
+                if full or self._incremental_run >= FULL_RELOAD_EVERY:
+                    prev_raw = None  # a full read now and then, whatever the stamps say
+                raw = reader.load_with(conn, Path(self.db), prev_raw)
             finally:
                 self._close_conn()
         except LibraryError as e:
@@ -174,7 +181,8 @@ class LibraryState:
                 "library replaced: library_id %s -> %s", previous.library_id, raw.library_id
             )
         self.version += 1
-        lib = Library(raw, self.version, str(self.path))
+        lib = Library(raw, self.version, str(self.path), previous)
+        self._incremental_run = self._incremental_run + 1 if raw.incremental else 0
         self.current = lib
         self.stamp = stamp
         self.reloads += 1
@@ -182,7 +190,12 @@ class LibraryState:
         self.status = Status(True, "ok", "library loaded", time.time())
         seconds = time.perf_counter() - t0
         log.info(
-            "library loaded: %d books in %.1f ms (v%d)", len(lib.books), seconds * 1000, lib.version
+            "library loaded: %d books (%s, %d read) in %.1f ms (v%d)",
+            len(lib.books),
+            "incremental" if raw.incremental else "full",
+            raw.changed,
+            seconds * 1000,
+            lib.version,
         )
         for fn in self._listeners:
             fn(lib)

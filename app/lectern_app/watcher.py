@@ -3,6 +3,7 @@
 The per-request stamp check (state.py) is what guarantees freshness; the watcher makes
 the reload happen before the next request arrives, so requests rarely wait for one.
 Events are coalesced: a burst of writes (one `calibredb add`) causes few reloads.
+Reloads after events are incremental; after 2 s of quiet one full re-read follows.
 """
 
 from __future__ import annotations
@@ -63,15 +64,18 @@ class LibraryWatcher:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._kick.wait(timeout=2.0)
+            kicked = self._kick.wait(timeout=2.0)
             if self._stop.is_set():
                 return
-            if self._kick.is_set():
+            if kicked:
                 self._kick.clear()
                 # coalesce a burst of events, but never wait long
                 self._stop.wait(self.settle)
                 self._kick.clear()
             try:
-                self.state.refresh()  # also retries a failed library every 2 s
+                # an event: reload now (incrementally, from last_modified); 2 s of quiet:
+                # re-read everything once, which also catches writers other than calibre
+                # that do not bump last_modified, and retries a failed library
+                self.state.refresh(full=not kicked)
             except Exception:  # pragma: no cover - keep the thread alive
                 log.exception("reload failed")

@@ -131,7 +131,11 @@ def test_locked_library_serves_last_snapshot_and_says_so(library: Path, client_f
     before = _total(c)
     writer = sqlite3.connect(library / "metadata.db", isolation_level=None, timeout=5)
     writer.create_function("title_sort", 1, lambda t: t)  # calibre's triggers call it
-    writer.execute("UPDATE books SET title = 'Changed' WHERE id = 1")  # committed change
+    # a committed change, made the way calibre makes it (last_modified bumped)...
+    writer.execute(
+        "UPDATE books SET title = 'Changed', last_modified = '2031-01-01 00:00:00.000001+00:00'"
+        " WHERE id = 1"
+    )
     writer.execute("BEGIN EXCLUSIVE")  # ...then a writer holds the lock
     try:
         r = c.get("/api/books")
@@ -147,3 +151,46 @@ def test_locked_library_serves_last_snapshot_and_says_so(library: Path, client_f
     time.sleep(1.1)
     assert c.get("/api/books/1").json()["title"] == "Changed"
     assert c.get("/api/health").json()["status"] == "healthy"
+
+
+def _signature(lib: Any) -> Any:
+    from dataclasses import asdict
+
+    books = {i: asdict(b) for i, b in sorted(lib.books.items())}
+    cats = {
+        kind: sorted((c.id, c.name, sorted(c.book_ids)) for c in cs.values())
+        for kind, cs in lib.categories.items()
+    }
+    orders = {k: lib.order(k, False) for k in ("added", "title", "author", "series", "rating")}
+    return books, cats, orders, lib.search("a")
+
+
+def test_incremental_reload_equals_a_full_read(
+    library: Path, client_for: Any, tmp_path: Path
+) -> None:
+    from lectern_app import reader
+    from lectern_app.library import Library
+
+    c = client_for(library)
+    state = c.app.state.services.state
+    c.get("/api/books")
+    run_calibredb(library, "add", str(new_epub(tmp_path, "Incremental One", tags=["Inc"])))
+    run_calibredb(
+        library,
+        "set_metadata",
+        "3",
+        "--field",
+        "authors:Renamed Person & Al First",
+        "--field",
+        "series:Brand New Series",
+        "--field",
+        "title:Aardvark First",
+    )
+    run_calibredb(library, "remove", "4")
+    c.get("/api/books")
+    lib = state.current
+    assert lib.raw.incremental
+    full = Library(reader.load(library), 0, str(library))
+    assert _signature(lib) == _signature(full)
+    assert c.get("/api/books/3").json()["title"] == "Aardvark First"
+    assert c.get("/api/books/4").status_code == 404
