@@ -31,6 +31,7 @@ log = logging.getLogger("lectern.library")
 
 Stamp = tuple[object, ...]
 FULL_RELOAD_EVERY = 50  # incremental reloads between two full ones
+CHECK_INTERVAL = 0.001  # at most one stamp check per millisecond
 
 
 def _stat(path: str) -> tuple[int, int, int] | None:
@@ -100,6 +101,7 @@ class LibraryState:
         self._last_failure = 0.0
         self._listeners: list[Callable[[Library], None]] = []
         self._incremental_run = 0
+        self._checked_at = 0.0
 
     def add_listener(self, fn: Callable[[Library], None]) -> None:
         self._listeners.append(fn)
@@ -109,6 +111,10 @@ class LibraryState:
         """The current library, reloaded first if the files changed (per-request check)."""
         if not self.db:
             return None
+        now = time.monotonic()
+        if now - self._checked_at < CHECK_INTERVAL and self.current is not None:
+            return self.current  # checked under a millisecond ago (saves syscalls under load)
+        self._checked_at = now
         stamp = compute_stamp(self.db)
         if stamp == self.stamp and self.current is not None:
             return self.current
