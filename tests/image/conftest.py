@@ -77,7 +77,12 @@ def registry() -> Iterator[str]:
     docker("run", "-d", "--name", REGISTRY_CONTAINER, "--tmpfs", "/var/lib/docker-registry",
            "-p", f"{REGISTRY_HOST}:5000", "lectern/lab-registry:bookworm")
     deadline = time.monotonic() + 30
-    while http_json(f"http://{REGISTRY_HOST}/v2/")[0] != 200:
+    while True:
+        try:
+            if http_json(f"http://{REGISTRY_HOST}/v2/")[0] == 200:
+                break
+        except OSError:
+            pass
         assert time.monotonic() < deadline, "test registry did not start"
         time.sleep(0.5)
     yield REGISTRY_HOST
