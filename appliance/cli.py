@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -40,6 +41,18 @@ def lab_up() -> None:
         fail(str(exc))
     changed = {k: v for k, v in result.items() if v != "ok"}
     console.print(f"lab: {', '.join(f'{k} {v}' for k, v in changed.items()) or 'all nodes up'}")
+
+
+@lab_app.command("reset")
+def lab_reset(
+    hosts: Annotated[list[str], typer.Argument(help="lab hosts to make bare again")],
+) -> None:
+    """Replace lab hosts with bare ones (as if freshly flashed)."""
+    try:
+        lab_mod.reset(hosts)
+    except lab_mod.LabError as exc:
+        fail(str(exc))
+    console.print(f"lab: {', '.join(hosts)} reset to bare hosts")
 
 
 @lab_app.command("down")

@@ -353,6 +353,17 @@ def up() -> dict[str, str]:
     return result
 
 
+def reset(names: list[str]) -> None:
+    """Replace lab hosts with bare ones (fresh container and /var/lib/docker volume)."""
+    known = {n.name: n for n in NODES if n.role == "host"}
+    for name in names:
+        if name not in known:
+            raise LabError(f"{name!r} is not a lab host (choose from {', '.join(known)})")
+        _docker("rm", "-f", "-v", known[name].container, check=False)
+        _docker("volume", "rm", "-f", f"lectern-lab-{name}-docker", check=False)
+    up()
+
+
 def down() -> list[str]:
     removed = []
     ids = _docker("ps", "-aq", "--filter", f"label={LABEL}").stdout.split()
