@@ -6,11 +6,16 @@ same hosts and variables through :mod:`appliance.pyinfra_inventory`, which uses 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+# Any variable can be set from the environment as LECTERN_VAR_<name> (the pyinfra path
+# for secrets: CI systems inject them as environment variables). It beats the inventory.
+ENV_PREFIX = "LECTERN_VAR_"
 
 
 class InventoryError(ValueError):
@@ -61,9 +66,43 @@ class Inventory:
         return list(chosen.values())
 
 
+class _Vaulted(str):
+    """A `!vault` value: decrypted on first use with Ansible's own vault code."""
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _vault_constructor(loader: yaml.SafeLoader, node: yaml.Node) -> _Vaulted:
+    return _Vaulted(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+_Loader.add_constructor("!vault", _vault_constructor)
+
+
+def _decrypt(value: _Vaulted, where: str) -> str:
+    """Decrypt with the password file Ansible uses too ($ANSIBLE_VAULT_PASSWORD_FILE)."""
+    from ansible.constants import DEFAULT_VAULT_ID_MATCH
+    from ansible.errors import AnsibleError
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    pw_file = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE", "")
+    if not pw_file or not Path(pw_file).is_file():
+        raise InventoryError(
+            f"{where} is vault-encrypted: set ANSIBLE_VAULT_PASSWORD_FILE to its password file"
+        )
+    secret = VaultSecret(Path(pw_file).read_bytes().strip())
+    try:
+        plain = VaultLib([(DEFAULT_VAULT_ID_MATCH, secret)]).decrypt(value.encode())
+    except AnsibleError as exc:
+        raise InventoryError(f"{where}: cannot decrypt ({exc.message})") from exc
+    return str(plain.decode())
+
+
 def _load_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        return yaml.load(path.read_text(), Loader=_Loader) or {}  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise InventoryError(f"{path}: not valid YAML ({exc})") from exc
 
@@ -135,6 +174,12 @@ def load(path: str | Path) -> Inventory:
                 merged.update(gvars)
         merged.update(_vars_from(base / "host_vars", host.name))
         merged.update(host_inline.get(host.name, {}))
+        for key, value in os.environ.items():
+            if key.startswith(ENV_PREFIX):
+                merged[key[len(ENV_PREFIX) :]] = value
+        for key, value in merged.items():
+            if isinstance(value, _Vaulted):
+                merged[key] = _decrypt(value, f"{host.name}: {key}")
         host.vars = merged
         host.groups = [g for g in host.groups if g != "all"]
     groups.pop("all", None)

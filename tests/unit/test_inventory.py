@@ -134,3 +134,38 @@ def test_unknown_engine_and_target_fail_before_connecting(home: Path) -> None:
         provision("pi", "chef", home)
     with pytest.raises(ProvisionError, match="neither a host nor a group"):
         provision("toaster", "pyinfra", home)
+
+
+def _vault(text: str, password: bytes) -> str:
+    from ansible.constants import DEFAULT_VAULT_ID_MATCH
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    lib = VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(password))])
+    return str(lib.encrypt(text).decode())
+
+
+def test_vault_values_decrypt_like_ansible(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blob = _vault("s3cret", b"vault-pw").replace("\n", "\n  ")
+    write(home / "group_vars" / "server.yml", f"smb_password: !vault |\n  {blob}\n")
+    pw = tmp_path / "vault-pass"
+    pw.write_text("vault-pw\n")
+    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(pw))
+    assert load(home).hosts["box"].vars["smb_password"] == "s3cret"
+    pw.write_text("wrong\n")
+    with pytest.raises(InventoryError, match="box: smb_password: cannot decrypt"):
+        load(home)
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE")
+    with pytest.raises(InventoryError, match="set ANSIBLE_VAULT_PASSWORD_FILE"):
+        load(home)
+
+
+def test_environment_overrides_for_pyinfra_secrets(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LECTERN_VAR_smb_password", "from-env")
+    monkeypatch.setenv("LECTERN_VAR_tz", "Asia/Tokyo")
+    inv = load(home)
+    assert inv.hosts["box"].vars["smb_password"] == "from-env"
+    assert inv.hosts["kitchen-pi"].vars["tz"] == "Asia/Tokyo"
