@@ -7,6 +7,7 @@ host is a one-line error naming the host and the fix rather than an engine trace
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import socket
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.inventory import Host, InventoryError, load
-from appliance.roles import REPO_ROOT
+from appliance.roles import REPO_ROOT, known_variables
 
 ENGINES = ("pyinfra", "ansible")
 
@@ -47,6 +48,26 @@ def check_reachable(hosts: list[Host], timeout: float = 5.0) -> None:
             )
     if problems:
         raise ProvisionError("\n".join(problems))
+
+
+# Variables the inventory may set that no role declares: connection settings and the
+# facts the lab writes about itself.
+_NOT_ROLE_VARS = ("lectern_lab", "lectern_strict_host_keys")
+
+
+def check_variables(hosts: list[Host]) -> None:
+    """A lectern_* variable no role declares is a typo: fail before touching any host."""
+    known = known_variables()
+    for host in hosts:
+        for key in host.vars:
+            if not key.startswith("lectern_") or key in known or key.startswith(_NOT_ROLE_VARS):
+                continue
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ProvisionError(
+                f"{host.name}: unknown variable {key}{hint}; every variable is documented in "
+                "roles/<role>/defaults/main.yml"
+            )
 
 
 def check_secrets(hosts: list[Host]) -> None:
@@ -117,8 +138,9 @@ def provision(
         hosts = inv.select(target)
     except InventoryError as exc:
         raise ProvisionError(str(exc)) from exc
-    check_reachable(hosts)
+    check_variables(hosts)
     check_secrets(hosts)
+    check_reachable(hosts)
     cmd, env = command(engine, inv.path.parent, ",".join(h.name for h in hosts), check)
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, check=False)
     return ProvisionResult(engine=engine, hosts=[h.name for h in hosts], returncode=proc.returncode)

@@ -63,3 +63,11 @@ def template_path(role: str, name: str) -> str:
     if not path.is_file():
         raise RoleError(f"roles/{role}/templates/{name} does not exist")
     return str(path)
+
+
+def known_variables() -> set[str]:
+    """Every variable some role documents in its defaults/main.yml."""
+    names: set[str] = set()
+    for defaults in ROLES_DIR.glob("*/defaults/main.yml"):
+        names.update(role_defaults(defaults.parent.parent.name))
+    return names

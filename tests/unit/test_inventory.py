@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from appliance.inventory import InventoryError, load, pyinfra_data
-from appliance.provision import ProvisionError, check_reachable, check_secrets, provision
+from appliance.provision import (
+    ProvisionError,
+    check_reachable,
+    check_secrets,
+    check_variables,
+    provision,
+)
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write(path: Path, text: str) -> None:
@@ -169,3 +177,20 @@ def test_environment_overrides_for_pyinfra_secrets(
     inv = load(home)
     assert inv.hosts["box"].vars["smb_password"] == "from-env"
     assert inv.hosts["kitchen-pi"].vars["tz"] == "Asia/Tokyo"
+
+
+def test_misspelled_role_variable_is_caught_with_a_suggestion(home: Path) -> None:
+    write(home / "group_vars" / "server.yml", "lectern_base_timezon: Europe/Oslo\n")
+    with pytest.raises(ProvisionError) as err:
+        provision("server", "pyinfra", home)
+    assert str(err.value).startswith("box: unknown variable lectern_base_timezon")
+    assert "did you mean lectern_base_timezone?" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "example", sorted(p.name for p in (REPO / "inventories" / "examples").iterdir() if p.is_dir())
+)
+def test_example_inventories_load_and_use_only_known_variables(example: str) -> None:
+    inv = load(REPO / "inventories" / "examples" / example)
+    check_variables(list(inv.hosts.values()))
+    assert all(h.profile in ("pi", "server", "nas") for h in inv.hosts.values())
