@@ -10,6 +10,8 @@ merge the pyinfra deploy uses), overridden by, in this order:
   * the host's inventory variables, when the connection is Ansible's;
   * YAML files given with ``--lectern-vars FILE`` (repeatable; or $LECTERN_BASE_VARS),
     e.g. the host's group_vars when it is reached over plain SSH.
+Each role has its module test_<role>.py; ``--lectern-roles`` (or $LECTERN_ROLES) picks
+some, molecule picks the role under test, a lab host runs all of them.
 The expected state (present|absent) is ``--lectern-state`` (or $LECTERN_BASE_STATE),
 else the host's ``lectern_base_state`` from those variables (default ``present``).
 """
@@ -39,6 +41,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         " host's lectern_base_state from the variables below, else present)",
     )
     group.addoption(
+        "--lectern-roles",
+        dest="lectern_roles",
+        default="",
+        help="comma-separated roles whose test_<role>.py runs (default: $LECTERN_ROLES, under"
+        " molecule the role being tested, else all)",
+    )
+    group.addoption(
         "--lectern-vars",
         dest="lectern_vars",
         action="append",
@@ -48,17 +57,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _selected_roles(config: pytest.Config) -> set[str] | None:
+    """Roles whose test_<role>.py runs; None = all (a lab host carries every role)."""
+    value = config.getoption("lectern_roles") or os.environ.get("LECTERN_ROLES", "")
+    if not value and os.environ.get("MOLECULE_PROJECT_DIRECTORY"):
+        # molecule of roles/<role> verifies that role only
+        value = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]).name
+    roles = {r.strip() for r in value.split(",") if r.strip()}
+    return roles or None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    ours = [item for item in items if Path(str(item.fspath)).parent == here]
+    roles = _selected_roles(config)
+    if roles is not None:
+        deselected = [
+            item for item in ours if Path(str(item.fspath)).stem.removeprefix("test_") not in roles
+        ]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if item not in deselected]
     # Without a target, testinfra would test the machine pytest runs on: never useful here.
     if config.getoption("hosts") or config.getoption("connection"):
         return
-    here = Path(__file__).parent
     skip = pytest.mark.skip(
         reason="tests/infra/host needs a target: --hosts=ssh://... or --connection=ansible"
     )
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(skip)
+    for item in ours:
+        item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
