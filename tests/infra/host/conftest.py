@@ -128,3 +128,21 @@ def lectern_state(pytestconfig: pytest.Config, base: dict[str, Any]) -> str:
     """present|absent: what the host was provisioned with."""
     explicit = pytestconfig.getoption("lectern_state")
     return str(explicit or base["lectern_base_state"])
+
+
+@pytest.fixture(scope="module")
+def library(host: Any, file_overrides: dict[str, Any]) -> dict[str, Any]:
+    """The variables of roles/library_source as the host was provisioned with them."""
+    data: dict[str, Any] = {}
+    get_variables = getattr(host.backend, "get_variables", None)
+    if get_variables is not None:
+        data.update(get_variables())
+    data.update(file_overrides)
+    return role_vars("library_source", data)
+
+
+@pytest.fixture(scope="module")
+def library_state(pytestconfig: pytest.Config, library: dict[str, Any]) -> str:
+    """present|absent for roles/library_source (--lectern-state wins)."""
+    explicit = pytestconfig.getoption("lectern_state")
+    return str(explicit or library["lectern_library_state"])
