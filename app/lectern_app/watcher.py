@@ -3,13 +3,15 @@
 The per-request stamp check (state.py) is what guarantees freshness; the watcher makes
 the reload happen before the next request arrives, so requests rarely wait for one.
 Events are coalesced: a burst of writes (one `calibredb add`) causes few reloads.
-Reloads after events are incremental; after 2 s of quiet one full re-read follows.
+Reloads after events are incremental; after QUIET_FULL_REREAD seconds of quiet one full
+re-read follows, off the request path.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -18,6 +20,7 @@ from watchdog.observers import Observer
 from .state import LibraryState
 
 log = logging.getLogger("lectern.watcher")
+QUIET_FULL_REREAD = 10.0
 WATCHED = {"metadata.db", "metadata.db-journal", "metadata.db-wal"}
 
 
@@ -63,19 +66,21 @@ class LibraryWatcher:
         self._thread.join(timeout=2)
 
     def _loop(self) -> None:
+        last_event = 0.0
         while not self._stop.is_set():
             kicked = self._kick.wait(timeout=2.0)
             if self._stop.is_set():
                 return
-            if kicked:
-                self._kick.clear()
-                # coalesce a burst of events, but never wait long
-                self._stop.wait(self.settle)
-                self._kick.clear()
             try:
-                # an event: reload now (incrementally, from last_modified); 2 s of quiet:
-                # re-read everything once, which also catches writers other than calibre
-                # that do not bump last_modified, and retries a failed library
-                self.state.refresh(full=not kicked)
+                if kicked:
+                    self._kick.clear()
+                    self._stop.wait(self.settle)  # coalesce a burst, but never wait long
+                    self._kick.clear()
+                    last_event = time.monotonic()
+                    self.state.refresh()  # incremental, from last_modified
+                else:
+                    self.state.refresh()  # polling fallback; retries a failed library
+                    if time.monotonic() - last_event > QUIET_FULL_REREAD:
+                        self.state.full_reread()
             except Exception:  # pragma: no cover - keep the thread alive
                 log.exception("reload failed")

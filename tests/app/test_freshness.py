@@ -194,3 +194,20 @@ def test_incremental_reload_equals_a_full_read(
     assert _signature(lib) == _signature(full)
     assert c.get("/api/books/3").json()["title"] == "Aardvark First"
     assert c.get("/api/books/4").status_code == 404
+
+
+def test_full_reread_catches_writers_that_do_not_bump_last_modified(
+    library: Path, client_for: Any, tmp_path: Path
+) -> None:
+    c = client_for(library)
+    state = c.app.state.services.state
+    run_calibredb(library, "set_metadata", "2", "--field", "tags:first")
+    assert c.get("/api/books", params={"tag": "first"}).json()["total"] == 1  # incremental
+    writer = sqlite3.connect(library / "metadata.db", isolation_level=None)
+    writer.create_function("title_sort", 1, lambda t: t)
+    writer.execute("UPDATE books SET title = 'Sneaky' WHERE id = 5")  # last_modified kept
+    writer.close()
+    c.get("/api/books")  # stamp changed: incremental reload cannot see this row
+    assert c.get("/api/books/5").json()["title"] != "Sneaky"
+    state.full_reread()  # what the watcher does after a quiet period
+    assert c.get("/api/books/5").json()["title"] == "Sneaky"
