@@ -2,5 +2,5 @@
 
 from pyinfra import local
 
-for concern in ("base",):
+for concern in ("base", "library_source"):
     local.include(f"appliance/deploys/{concern}.py")

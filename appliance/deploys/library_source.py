@@ -1,0 +1,384 @@
+"""The library source concern, pyinfra side: the twin of roles/library_source.
+
+Reads roles/library_source/defaults/main.yml (overridden by inventory data) and renders
+roles/library_source/templates/ and files/, so a host provisioned by either engine
+carries the same files (rclone.conf aside: its secrets are obscured with a random IV);
+tests/infra/host/test_library_source.py verifies both. Same order and semantics as
+roles/library_source/tasks/*.yml. Secrets: lectern_library_smb_password, else
+$LECTERN_LIBRARY_SMB_PASSWORD, else the file lectern_library_smb_password_file on the
+control machine; never printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+from pyinfra.api.deploy import deploy
+from pyinfra.context import host
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import File, FileContents, Link
+from pyinfra.facts.server import Command
+from pyinfra.operations import apt, files, server, systemd
+
+from appliance.deploys import role_vars_checked
+from appliance.roles import RoleError, role_dir, template_path
+
+ROLE = "library_source"
+TOOL = "/usr/local/sbin/lectern-library"
+UNITS = "/etc/systemd/system"
+
+
+def _unit_name(path: str) -> str:
+    return path.strip("/").replace("/", "-")
+
+
+def _template(name: str, dest: str, v: dict[str, Any], mode: str = "644", **extra: Any) -> Any:
+    return files.template(
+        name=f"Render {dest}",
+        src=template_path(ROLE, name),
+        dest=dest,
+        user="root",
+        group="root",
+        mode=mode,
+        jinja_env_kwargs={"trim_blocks": True},
+        **{**v, **extra},
+    )
+
+
+def _unit(name: str, v: dict[str, Any], dest_name: str | None = None, **extra: Any) -> Any:
+    return _template(f"{name}.j2", f"{UNITS}/{dest_name or name}", v, **extra)
+
+
+def _start(unit: str, reload: bool) -> None:
+    systemd.service(
+        name=f"Start {unit}", service=unit, running=True, enabled=True, daemon_reload=reload
+    )
+
+
+def _smb_password(v: dict[str, Any]) -> str:
+    if v["lectern_library_smb_password"]:
+        return str(v["lectern_library_smb_password"])
+    if os.environ.get("LECTERN_LIBRARY_SMB_PASSWORD"):
+        return os.environ["LECTERN_LIBRARY_SMB_PASSWORD"]
+    path = v["lectern_library_smb_password_file"]
+    if path:
+        try:
+            return Path(path).read_text().rstrip("\n")
+        except OSError as error:
+            raise RoleError(
+                f"roles/{ROLE}: cannot read lectern_library_smb_password_file={path}: {error}"
+            ) from error
+    return ""
+
+
+def remote_hash(remote: dict[str, Any], section: str) -> str:
+    """sha256 of the declared remote, computed exactly like tasks/rclone_conf.yml does."""
+    merged = {**remote, "_section": section}
+    text = "\n".join(f"{key}={value}" for key, value in sorted(merged.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _rclone_conf(v: dict[str, Any], remote: dict[str, Any]) -> bool:
+    """Write rclone.conf only when absent or when the declared remote changed."""
+    config_dir = v["lectern_library_config_dir"]
+    conf = f"{config_dir}/rclone.conf"
+    digest = remote_hash(remote, v["lectern_library_rclone_remote_name"])
+    stamp = host.get_fact(FileContents, path=f"{conf}.sha256") or []
+    if host.get_fact(File, path=conf) and [line.strip() for line in stamp] == [digest]:
+        return False
+    plain = f"{conf}.plain"
+    # Plain values for a moment (0600, root), obscured on the host by rclone itself.
+    _template("rclone.conf.j2", plain, v, mode="600", lectern_library_rclone_remote=remote)
+    keys = ",".join(k for k in remote if k in v["lectern_library_rclone_obscure"])
+    obscure = (
+        "import subprocess,sys,os\n"
+        "src,dst,keys=sys.argv[1],sys.argv[2],set(filter(None,sys.argv[3].split(',')))\n"
+        "out=[]\n"
+        "for line in open(src):\n"
+        "    k,sep,val=line.rstrip('\\n').partition(' = ')\n"
+        "    if sep and k in keys:\n"
+        "        val=subprocess.run(['rclone','obscure','-'],input=val,capture_output=True,"
+        "text=True,check=True).stdout.strip()\n"
+        "        line=k+sep+val+'\\n'\n"
+        "    out.append(line)\n"
+        "fd=os.open(dst+'.tmp',os.O_WRONLY|os.O_CREAT|os.O_TRUNC,0o600)\n"
+        "os.write(fd,''.join(out).encode());os.close(fd)\n"
+        "os.replace(dst+'.tmp',dst);os.unlink(src)\n"
+    )
+    server.shell(
+        name=f"Obscure the secrets into {conf}",
+        commands=[
+            f"python3 -c {shlex.quote(obscure)} {plain} {conf} {shlex.quote(keys)}",
+            f"echo {digest} > {conf}.sha256 && chmod 600 {conf}.sha256",
+        ],
+    )
+    return True
+
+
+def _local(v: dict[str, Any], root: str) -> tuple[str, str, bool]:
+    path = v["lectern_library_local_path"]
+    check = host.get_fact(
+        Command,
+        command=f"python3 - {shlex.quote(path)} <<'EOF' || true\n"
+        "import sqlite3,sys\n"
+        "try:\n"
+        " c=sqlite3.connect('file:'+sys.argv[1]+'/metadata.db?mode=ro',uri=True)\n"
+        " print(c.execute('pragma integrity_check').fetchone()[0])\n"
+        "except Exception as e: print(e)\nEOF",
+    )
+    if not path or check != "ok":
+        raise RoleError(
+            f"roles/{ROLE}: lectern_library_local_path={path!r} is not a healthy Calibre library"
+            f" ({check}); point it at the folder holding metadata.db"
+        )
+    files.directory(name="Create the primary mountpoint", path=f"{root}/sources/primary")
+    primary = f"{root}/sources/primary"
+    op = _unit(
+        "bind.mount",
+        v,
+        f"{_unit_name(primary)}.mount",
+        library_source_what=path,
+        library_source_where=primary,
+    )
+    _start(f"{_unit_name(primary)}.mount", op.did_change())
+    return "bind", "library on this host's disk", op.did_change()
+
+
+def _smb(v: dict[str, Any], root: str) -> tuple[str, str, bool]:
+    if not v["lectern_library_smb_host"]:
+        raise RoleError(f"roles/{ROLE}: lectern_library_mode=smb needs lectern_library_smb_host")
+    password = _smb_password(v)
+    probe = host.get_fact(
+        Command,
+        command="if grep -qw cifs /proc/filesystems; then echo kernel;"
+        " elif modprobe -n -q cifs 2>/dev/null; then echo module; else echo none; fi",
+    )
+    forced = v["lectern_library_smb_transport"]
+    if forced != "auto":
+        transport = "kernel-cifs" if forced == "kernel" else "rclone-fuse"
+        reason = f"forced by lectern_library_smb_transport={forced}"
+    else:
+        transport = "kernel-cifs" if probe != "none" else "rclone-fuse"
+        reason = "kernel cifs available" if probe != "none" else "no kernel cifs"
+    primary = f"{root}/sources/primary"
+    files.directory(name="Create the primary mountpoint", path=primary)
+    config_dir = v["lectern_library_config_dir"]
+    if transport == "kernel-cifs":
+        _template(
+            "smb-credentials.j2",
+            f"{config_dir}/smb-credentials",
+            v,
+            mode="600",
+            lectern_library_smb_password=password,
+        )
+        changed = False
+        for kind in ("mount", "automount"):
+            op = _unit(f"cifs.{kind}", v, f"{_unit_name(primary)}.{kind}")
+            changed = changed or op.did_change()
+        _start(f"{_unit_name(primary)}.automount", changed)
+        return transport, reason, changed
+    remote = {
+        "type": "smb",
+        "host": v["lectern_library_smb_host"],
+        "user": v["lectern_library_smb_username"],
+        "pass": password,
+    }
+    conf_changed = _rclone_conf(v, remote)
+    op = _unit("lectern-library-smb.service", v)
+    systemd.service(
+        name="Start the rclone mount service",
+        service="lectern-library-smb.service",
+        running=True,
+        enabled=True,
+        daemon_reload=op.did_change(),
+        restarted=conf_changed or op.did_change(),
+    )
+    if conf_changed or op.did_change():
+        server.shell(
+            name="Wait for the share's metadata.db",
+            commands=[
+                f"for i in $(seq 30); do [ -f {primary}/metadata.db ] && break; sleep 1; done"
+            ],
+        )
+    return transport, reason, op.did_change()
+
+
+def _rclone(v: dict[str, Any], root: str) -> tuple[str, str, bool]:
+    remote = {**v["lectern_library_rclone_remote"], **v["lectern_library_rclone_remote_secrets"]}
+    if "type" not in remote:
+        raise RoleError(f"roles/{ROLE}: lectern_library_mode=rclone needs a remote with `type`")
+    _rclone_conf(v, remote)
+    files.directory(name="Create the snapshot directory", path=f"{root}/rclone")
+    if host.get_fact(Link, path=f"{root}/sources/primary") is None or not host.get_fact(
+        Link, path=f"{root}/sources/primary"
+    ):
+        files.link(
+            name="Point the primary at the current snapshot",
+            path=f"{root}/sources/primary",
+            target="../rclone/current",
+            force=True,
+            force_backup=False,
+        )
+    changed = False
+    for unit in ("lectern-library-rclone.service", "lectern-library-rclone.timer"):
+        changed = _unit(unit, v).did_change() or changed
+    _start("lectern-library-rclone.timer", changed)
+    if not host.get_fact(Link, path=f"{root}/rclone/current"):
+        server.shell(name="First sync (staging, check, switch)", commands=[f"{TOOL} rclone-sync"])
+    kind = remote["type"]
+    return "rclone-sync", f"timer-driven sync from a {kind} remote", changed
+
+
+def _onedrive(v: dict[str, Any], root: str) -> tuple[str, str, bool]:
+    confdir = f"{v['lectern_library_config_dir']}/onedrive"
+    files.directory(name="Create the onedrive confdir", path=confdir, mode="700")
+    files.directory(name="Create the onedrive sync_dir", path=f"{root}/onedrive", mode="755")
+    for name in ("config", "sync_list"):
+        _template(f"onedrive.{name}.j2", f"{confdir}/{name}", v, mode="600")
+    directory = v["lectern_library_onedrive_directory"]
+    files.link(
+        name="Point the primary at the synced folder",
+        path=f"{root}/sources/primary",
+        target=f"../onedrive/{directory}",
+        force=True,
+        force_backup=False,
+    )
+    changed = False
+    for unit in ("lectern-library-onedrive.service", "lectern-library-onedrive.path"):
+        changed = _unit(unit, v).did_change() or changed
+    systemd.service(
+        name="Enable the onedrive service",
+        service="lectern-library-onedrive.service",
+        running=None,  # enable only: onedrive needs an authorization first
+        enabled=True,
+        daemon_reload=changed,
+    )
+    _start("lectern-library-onedrive.path", False)
+    reason = f"Debian onedrive client, monitor mode, single directory {directory}"
+    return "onedrive-monitor", reason, changed
+
+
+def _replicas(v: dict[str, Any], root: str) -> None:
+    replicas = v["lectern_library_replica_paths"]
+    for index, path in enumerate(replicas, start=1):
+        view = f"{root}/sources/replica{index}"
+        files.directory(name=f"Create the replica folder {path}", path=path)
+        files.directory(name=f"Create the replica view {view}", path=view)
+        op = _unit(
+            "bind.mount",
+            v,
+            f"{_unit_name(view)}.mount",
+            library_source_what=path,
+            library_source_where=view,
+        )
+        _start(f"{_unit_name(view)}.mount", op.did_change())
+    if replicas:
+        changed = False
+        for unit in ("lectern-library-replicas.service", "lectern-library-replicas.timer"):
+            changed = _unit(unit, v).did_change() or changed
+        _start("lectern-library-replicas.timer", changed)
+        if any(not host.get_fact(File, path=f"{p}/metadata.db") for p in replicas):
+            server.shell(name="Fill the replicas once", commands=[f"{TOOL} sync-replicas || true"])
+
+
+def _present(v: dict[str, Any]) -> None:
+    mode = v["lectern_library_mode"]
+    packages = list(v["lectern_library_packages"])
+    packages += ["rclone", "fuse3"] if mode in ("smb", "rclone") else []
+    packages += ["cifs-utils"] if mode == "smb" else []
+    packages += ["onedrive"] if mode == "onedrive" else []
+    installed = host.get_fact(DebPackages) or {}
+    if any(package not in installed for package in packages):
+        apt.update(name="Refresh the apt package index (a package is missing)")
+    apt.packages(name="Install the packages of this mode", packages=packages, no_recommends=True)
+
+    root = v["lectern_library_root"]
+    config_dir = v["lectern_library_config_dir"]
+    for path in (config_dir, root, f"{root}/sources"):
+        files.directory(name=f"Create {path}", path=path, user="root", group="root", mode="755")
+    files.put(
+        name="Install the library tool",
+        src=str(role_dir(ROLE) / "files" / "lectern-library"),
+        dest=TOOL,
+        user="root",
+        group="root",
+        mode="755",
+    )
+    setup = {"local": _local, "smb": _smb, "rclone": _rclone, "onedrive": _onedrive}[mode]
+    transport, reason, _ = setup(v, root)
+    print(f"[{host.name}] library source: mode={mode} transport={transport} reason={reason}")
+    _template(
+        "library-source.j2",
+        f"{config_dir}/library-source",
+        v,
+        library_source_transport=transport,
+        library_source_reason=reason,
+    )
+    _replicas(v, root)
+    changed = False
+    for unit in ("lectern-library-health.service", "lectern-library-health.timer"):
+        changed = _unit(unit, v).did_change() or changed
+    _start("lectern-library-health.timer", changed)
+    if not host.get_fact(Link, path=f"{root}/library"):
+        server.shell(name="Point the stable path at a healthy source", commands=[f"{TOOL} switch"])
+
+
+def _absent(v: dict[str, Any]) -> None:
+    root = v["lectern_library_root"]
+    config_dir = v["lectern_library_config_dir"]
+    sources = _unit_name(f"{root}/sources")
+    listing = host.get_fact(
+        Command,
+        command=f"cd {UNITS} && ls -1 lectern-library-* {sources}-*.mount {sources}-*.automount"
+        " 2>/dev/null || true",
+    )
+    units = [u for u in (listing or "").splitlines() if u]
+    first = [u for u in units if u.endswith((".timer", ".path", ".automount"))]
+    for unit in first + [u for u in units if u not in first]:
+        systemd.service(name=f"Stop {unit}", service=unit, running=False, enabled=False)
+    for unit in units:
+        files.file(name=f"Remove {unit}", path=f"{UNITS}/{unit}", present=False)
+    if units:
+        systemd.daemon_reload(name="Reload systemd")
+    leftovers = host.get_fact(
+        Command,
+        command=f"ls -A {shlex.quote(root)} 2>/dev/null"
+        " | grep -E '^(library|sources|rclone)$' || true",
+    )
+    if leftovers:
+        script = (Path(role_dir(ROLE)) / "tasks" / "absent.yml").read_text()
+        body = script.split("ansible.builtin.shell: |\n", 1)[1].split("  args:", 1)[0]
+        body = "\n".join(line[4:] for line in body.splitlines())
+        body = body.replace("{{ lectern_library_root | quote }}", shlex.quote(root))
+        server.shell(
+            name="Remove the stable path, source views and rclone snapshots", commands=[body]
+        )
+    for path in (
+        f"{config_dir}/library-source",
+        f"{config_dir}/smb-credentials",
+        f"{config_dir}/rclone.conf",
+        f"{config_dir}/rclone.conf.sha256",
+        TOOL,
+    ):
+        files.file(name=f"Remove {path}", path=path, present=False)
+    files.directory(
+        name="Remove the onedrive confdir", path=f"{config_dir}/onedrive", present=False
+    )
+
+
+@deploy("Lectern library source")
+def apply() -> None:
+    data = host.data.dict()  # type: ignore[no-untyped-call]  # untyped in pyinfra
+    v = role_vars_checked(ROLE, data)
+    if v["lectern_library_state"] == "present":
+        _present(v)
+    else:
+        _absent(v)
+
+
+if __name__ != "appliance.deploys.library_source":
+    apply()
