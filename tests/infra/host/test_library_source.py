@@ -301,3 +301,36 @@ class TestLibrarySourceAbsent:
         local = library["lectern_library_local_path"]
         if library["lectern_library_mode"] == "local" and local:
             assert host.file(f"{local}/metadata.db").is_file
+
+
+class TestLibrarySourceRcloneCorrupt:
+    """rclone mode: a corrupt staged metadata.db is never switched in."""
+
+    def test_corrupt_copy_not_switched_in(
+        self, host: Any, library: dict[str, Any], library_state: str
+    ) -> None:
+        remote_dir = os.environ.get("LECTERN_LIBRARY_REMOTE_DIR")
+        if library_state != "present" or library["lectern_library_mode"] != "rclone":
+            pytest.skip("rclone mode, present only")
+        if not remote_dir:
+            pytest.skip("set LECTERN_LIBRARY_REMOTE_DIR to the remote's folder on the host")
+        root = library["lectern_library_root"]
+        current = host.check_output(f"readlink {root}/rclone/current")
+        books = _count(host, f"{root}/library")
+        database = f"{remote_dir}/metadata.db"
+        host.check_output(f"cp -p {database} /root/metadata.db.good")
+        try:
+            host.check_output(
+                f"dd if=/dev/urandom of={database} bs=1024 seek=1 count=16 conv=notrunc status=none"
+            )
+            sync = host.run("/usr/local/sbin/lectern-library rclone-sync")
+            assert sync.rc != 0
+            assert "NOT switched in" in sync.stdout
+            assert host.check_output(f"readlink {root}/rclone/current") == current
+            assert _count(host, f"{root}/library") == books
+        finally:
+            host.check_output(f"cp -p /root/metadata.db.good {database}")
+        good = host.run("/usr/local/sbin/lectern-library rclone-sync")
+        assert good.rc == 0, good.stdout + good.stderr
+        assert host.check_output(f"readlink {root}/rclone/current") != current  # a/b swapped
+        assert _count(host, f"{root}/library") == books
