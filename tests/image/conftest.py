@@ -29,7 +29,9 @@ OUT = ROOT / ".cache" / "image-test"
 REGISTRY_CONTAINER = "lectern-image-test-registry"
 
 
-def sh(*args: str, check: bool = True, timeout: float = 600, **kw: Any) -> subprocess.CompletedProcess[str]:
+def sh(
+    *args: str, check: bool = True, timeout: float = 600, **kw: Any
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, check=check, text=True, capture_output=True, timeout=timeout, **kw)
 
 
@@ -37,7 +39,9 @@ def docker(*args: str, check: bool = True, timeout: float = 600) -> str:
     return sh("docker", *args, check=check, timeout=timeout).stdout.strip()
 
 
-def http_json(url: str, accept: str | None = None, method: str = "GET") -> tuple[int, dict[str, str], Any]:
+def http_json(
+    url: str, accept: str | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], Any]:
     req = urllib.request.Request(url, method=method, headers={"Accept": accept} if accept else {})
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
@@ -74,8 +78,17 @@ def registry() -> Iterator[str]:
     if sh("docker", "image", "inspect", "lectern/lab-registry:bookworm", check=False).returncode:
         sh(str(ROOT / "images" / "lab-images.sh"), timeout=1800)
     docker("rm", "-f", REGISTRY_CONTAINER, check=False)
-    docker("run", "-d", "--name", REGISTRY_CONTAINER, "--tmpfs", "/var/lib/docker-registry",
-           "-p", f"{REGISTRY_HOST}:5000", "lectern/lab-registry:bookworm")
+    docker(
+        "run",
+        "-d",
+        "--name",
+        REGISTRY_CONTAINER,
+        "--tmpfs",
+        "/var/lib/docker-registry",
+        "-p",
+        f"{REGISTRY_HOST}:5000",
+        "lectern/lab-registry:bookworm",
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -94,8 +107,14 @@ def build(registry: str) -> dict[str, Any]:
     """Run `images/build.sh` (what `make image` runs) against the test registry."""
     env = dict(os.environ, REGISTRY=REGISTRY, OUT=str(OUT))
     t0 = time.monotonic()
-    p = subprocess.run([str(ROOT / "images" / "build.sh")], cwd=ROOT, env=env, text=True,
-                       capture_output=True, timeout=3600)
+    p = subprocess.run(
+        [str(ROOT / "images" / "build.sh")],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=3600,
+    )
     assert p.returncode == 0, f"images/build.sh failed:\n{p.stderr[-4000:]}"
     rec: dict[str, Any] = json.loads((OUT / "last-build.json").read_text())
     rec["_log"] = p.stderr

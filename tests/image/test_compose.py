@@ -19,20 +19,26 @@ from .conftest import REGISTRY, ROOT, docker, free_port, wait_health
 STACK = ROOT / "compose" / "docker-compose.yml.j2"
 OVERLAY = ROOT / "watchtower" / "docker-compose.watchtower.yml.j2"
 COMPOSE = shutil.which("docker-compose")
-pytestmark = pytest.mark.skipif(COMPOSE is None, reason="docker-compose (Debian package) is not installed")
+pytestmark = pytest.mark.skipif(
+    COMPOSE is None, reason="docker-compose (Debian package) is not installed"
+)
 
 DIGEST = "sha256:" + "ab" * 32
 VARIANTS: dict[str, dict[str, Any]] = {
-    "minimal": {"lectern_appliance_image": "127.0.0.1:5000/lectern/app",
-                "lectern_appliance_image_digest": DIGEST},
-    "everything": {"lectern_appliance_image": "127.0.0.1:5000/lectern/app",
-                   "lectern_appliance_image_digest": DIGEST,
-                   "lectern_appliance_redis_enabled": True,
-                   "lectern_appliance_postgres_enabled": True,
-                   "lectern_appliance_postgres_password": "s3cret",
-                   "lectern_appliance_watchtower_enabled": True,
-                   "lectern_appliance_watchtower_monitor_only": True,
-                   "lectern_appliance_env": {"SITE_TITLE": "Our <books> & \"more\"", "PAGE_SIZE": 50}},
+    "minimal": {
+        "lectern_appliance_image": "127.0.0.1:5000/lectern/app",
+        "lectern_appliance_image_digest": DIGEST,
+    },
+    "everything": {
+        "lectern_appliance_image": "127.0.0.1:5000/lectern/app",
+        "lectern_appliance_image_digest": DIGEST,
+        "lectern_appliance_redis_enabled": True,
+        "lectern_appliance_postgres_enabled": True,
+        "lectern_appliance_postgres_password": "s3cret",
+        "lectern_appliance_watchtower_enabled": True,
+        "lectern_appliance_watchtower_monitor_only": True,
+        "lectern_appliance_env": {"SITE_TITLE": 'Our <books> & "more"', "PAGE_SIZE": 50},
+    },
 }
 
 
@@ -42,8 +48,13 @@ def render(template: Path, **variables: Any) -> str:
 
 
 def compose(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([COMPOSE or "docker-compose", *args], cwd=cwd, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [COMPOSE or "docker-compose", *args],
+        cwd=cwd,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -77,24 +88,37 @@ def test_templates_render_and_validate(variant: str, tmp_path: Path) -> None:
         assert "--label-enable" in wt["command"] and "--monitor-only" in wt["command"]
         assert wt["image"].startswith("nickfedor/watchtower")
         # only the app opts in; the updater never touches redis, postgres or itself
-        enabled = {n for n, s in cfg["services"].items()
-                   if s["labels"].get("com.centurylinklabs.watchtower.enable") == "true"}
+        enabled = {
+            n
+            for n, s in cfg["services"].items()
+            if s["labels"].get("com.centurylinklabs.watchtower.enable") == "true"
+        }
         assert enabled == {"app"}
 
 
-def test_minimal_stack_starts_pinned_by_digest(build: dict[str, Any], library: Path, tmp_path: Path) -> None:
+def test_minimal_stack_starts_pinned_by_digest(
+    build: dict[str, Any], library: Path, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     data.mkdir()
     os.chown(data, 1500, 1500)
     port = free_port()
     project = f"lecterntest{int(time.time()) % 100000}"
     repo, digest = REGISTRY, build["digest"]
-    (tmp_path / "docker-compose.yml").write_text(render(
-        STACK, lectern_appliance_image=repo, lectern_appliance_image_digest=digest,
-        lectern_appliance_project=project, lectern_appliance_bind_address="127.0.0.1",
-        lectern_appliance_port=port, lectern_appliance_data_dir=str(data),
-        lectern_appliance_library_path=str(library), lectern_appliance_healthcheck_interval="2s",
-        lectern_appliance_healthcheck_start_period="5s"))
+    (tmp_path / "docker-compose.yml").write_text(
+        render(
+            STACK,
+            lectern_appliance_image=repo,
+            lectern_appliance_image_digest=digest,
+            lectern_appliance_project=project,
+            lectern_appliance_bind_address="127.0.0.1",
+            lectern_appliance_port=port,
+            lectern_appliance_data_dir=str(data),
+            lectern_appliance_library_path=str(library),
+            lectern_appliance_healthcheck_interval="2s",
+            lectern_appliance_healthcheck_start_period="5s",
+        )
+    )
     try:
         p = compose("-p", project, "up", "-d", cwd=tmp_path)
         assert p.returncode == 0, p.stderr
