@@ -54,8 +54,9 @@ lab-image: base-images ## Build the lab images: host (Debian 12, systemd, sshd; 
 	@images/lab-images.sh
 
 .PHONY: image
-image: venv engine ## Build the multi-arch app image and push it (issue 5: not built yet)
-	@echo "make image: the multi-arch app image lands with issue 5; nothing was built." >&2; exit 2
+image: venv base-images ## Build the app image (amd64+arm64), push ONE manifest list to REGISTRY (default: the lab's); digests in .cache/image/last-build.json
+	@if [ -z "$${REGISTRY:-}" ]; then $(VENV)/bin/appliance lab up >/dev/null; fi
+	@images/build.sh
 
 # ---------------------------------------------------------------- lab
 .PHONY: lab
@@ -115,13 +116,18 @@ molecule: venv engine lab-image ## molecule test for every role (lab host image,
 	@echo "== tier: molecule"
 	@scripts/molecule-all.sh
 
+.PHONY: image-test
+image-test: venv base-images host-packages ## Image proof: both arches, arm64 under qemu, read-only non-root, /data survives, manifest list, SIGTERM, compose
+	@echo "== tier: image"
+	@pytest -q tests/image
+
 .PHONY: infra
 infra: venv lab ## Provision lab hosts by pyinfra AND Ansible, verify both with one testinfra suite
 	@echo "== tier: infra (pyinfra + ansible, one testinfra suite)"
 	@pytest -q tests/infra
 
 .PHONY: test
-test: check molecule infra ## Everything CI runs: lint, unit, molecule, lab provisioning by both engines
+test: check image-test molecule infra ## Everything CI runs: lint, unit, image, molecule, lab provisioning by both engines
 	@echo "== make test: all tiers passed"
 
 .PHONY: bench
