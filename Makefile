@@ -55,7 +55,7 @@ lab-image: base-images ## Build the lab images: host (Debian 12, systemd, sshd; 
 
 .PHONY: image
 image: venv base-images ## Build the app image (amd64+arm64), push ONE manifest list to REGISTRY (default: the lab's); digests in .cache/image/last-build.json
-	@if [ -z "$${REGISTRY:-}" ]; then $(VENV)/bin/appliance lab up >/dev/null; fi
+	@if [ -z "$${REGISTRY:-}" ]; then $(MAKE) --no-print-directory lab; fi
 	@images/build.sh
 
 # ---------------------------------------------------------------- lab
