@@ -14,6 +14,7 @@ import random
 import shutil
 import subprocess
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,19 +243,27 @@ def build_library(library: Path, count: int, seed: int = 42) -> list[BookSpec]:
             files.append(str(path))
         # calibre tries to render a cover for cover-less books and logs a traceback when
         # it cannot (no display); that is expected, so stderr is only shown on failure.
-        proc = subprocess.run(
-            [calibredb(), "add", "--with-library", str(library), "--duplicates", *files],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={
-                "HOME": tmp,
-                "PATH": "/usr/bin:/bin",
-                "LANG": "C.UTF-8",
-                "QT_QPA_PLATFORM": "offscreen",
-                "CALIBRE_CONFIG_DIRECTORY": f"{tmp}/cfg",
-            },
-        )
+        # calibre also refuses to run while another calibre program holds its
+        # single-instance lock (parallel test runs): wait for it, within reason.
+        deadline = time.monotonic() + 120
+        while True:
+            proc = subprocess.run(
+                [calibredb(), "add", "--with-library", str(library), "--duplicates", *files],
+                capture_output=True,
+                text=True,
+                check=False,
+                env={
+                    "HOME": tmp,
+                    "PATH": "/usr/bin:/bin",
+                    "LANG": "C.UTF-8",
+                    "QT_QPA_PLATFORM": "offscreen",
+                    "CALIBRE_CONFIG_DIRECTORY": f"{tmp}/cfg",
+                },
+            )
+            busy = "Another calibre program" in proc.stderr
+            if proc.returncode == 0 or not busy or time.monotonic() > deadline:
+                break
+            time.sleep(random.uniform(0.5, 2.0))
         if proc.returncode != 0:
             raise RuntimeError(f"calibredb add failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return specs
