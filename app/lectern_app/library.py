@@ -42,6 +42,10 @@ class SearchHit:
 class Library:
     """Immutable once built; replaced wholesale on every change (readers never lock)."""
 
+    last_change: float
+    _by_name: dict[str, dict[str, int]]
+    formats: dict[str, set[int]]
+
     def __init__(
         self, raw: RawLibrary, version: int, root: str, previous: Library | None = None
     ) -> None:
@@ -60,20 +64,42 @@ class Library:
         }
         self.custom_columns = raw.custom_columns
         self.loaded_at = time.time()
-        self.last_change = max((b.last_modified_epoch for b in self.books.values()), default=0.0)
         self._orders: dict[str, list[int]] = {}
-        self._build_orders(previous if raw.names_unchanged else None)
-        self._by_name: dict[str, dict[str, int]] = {
-            kind: {fold(c.name): c.id for c in cats.values()}
-            for kind, cats in self.categories.items()
-        }
         self._cat_orders: dict[tuple[str, str], list[Category]] = {}
         self._fields_by_id: dict[int, tuple[str, ...]] = {}
-        self.formats: dict[str, set[int]] = {}
-        for b in self.books.values():
-            for f in b.formats:
-                self.formats.setdefault(f.fmt, set()).add(b.id)
-        self._build_search(previous if raw.names_unchanged else None)
+        patch = previous is not None and raw.incremental and raw.names_unchanged
+        if patch and previous is not None:
+            # a few books changed and no category was renamed: patch the previous indexes
+            fresh = [self.books[i] for i in raw.changed_ids if i in self.books]
+            self.last_change = max([previous.last_change, *(b.last_modified_epoch for b in fresh)])
+            self._by_name = {}
+            for kind, cats in self.categories.items():
+                names = previous._by_name[kind]
+                if raw.name_state.get(kind) != "same":  # rows added/removed, none renamed
+                    names = {n: i for n, i in names.items() if i in cats}
+                    names.update(
+                        (fold(c.name), c.id)
+                        for c in cats.values()
+                        if c.id not in previous.categories[kind]
+                    )
+                self._by_name[kind] = names
+            self.formats = _patched_formats(previous, raw.changed_ids | raw.removed_ids, fresh)
+            self._patch_orders(previous)
+            self._patch_search(previous, fresh)
+        else:
+            self.last_change = max(
+                (b.last_modified_epoch for b in self.books.values()), default=0.0
+            )
+            self._by_name = {
+                kind: {fold(c.name): c.id for c in cats.values()}
+                for kind, cats in self.categories.items()
+            }
+            self.formats = {}
+            for b in self.books.values():
+                for f in b.formats:
+                    self.formats.setdefault(f.fmt, set()).add(b.id)
+            self._build_orders()
+            self._build_search()
         self.build_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ names
@@ -119,24 +145,22 @@ class Library:
             "series": series_key,
         }
 
-    def _build_orders(self, previous: Library | None) -> None:
-        """Sorted id lists per sort key; patched from the previous snapshot when few books
-        changed and no category was renamed (keys of unchanged books are then unchanged)."""
+    def _build_orders(self) -> None:
+        for name, keyfn in self._sort_keys().items():
+            self._orders[name] = [b.id for b in sorted(self.books.values(), key=keyfn)]
+
+    def _patch_orders(self, previous: Library) -> None:
+        """Previous orders minus changed/removed books, changed books inserted by key
+        (keys of unchanged books cannot have moved: no category was renamed)."""
         books = self.books
-        keys = self._sort_keys()
-        changed: list[int] | None = None
-        if previous is not None:
-            old = previous.books
-            changed = [i for i, b in books.items() if old.get(i) is not b]
-            if len(changed) > 500:
-                changed = None
-        for name, keyfn in keys.items():
-            if changed is None or previous is None or name not in previous._orders:
-                self._orders[name] = [b.id for b in sorted(books.values(), key=keyfn)]
-                continue
-            gone = set(changed)
-            kept = [i for i in previous._orders[name] if i not in gone and i in books]
-            self._orders[name] = _patched(kept, changed, keyfn, books)
+        touched = self.raw.changed_ids | self.raw.removed_ids
+        present = [i for i in self.raw.changed_ids if i in books]
+        for name, keyfn in self._sort_keys().items():
+            kept = list(previous._orders[name])
+            for i in touched:
+                if i in previous.books:
+                    kept.remove(i)
+            self._orders[name] = _patched(kept, present, keyfn, books)
 
     def order(self, key: str, descending: bool) -> list[int]:
         ids = self._orders[key]
@@ -167,31 +191,53 @@ class Library:
         return cats
 
     # ---------------------------------------------------------------- search
-    def _build_search(self, previous: Library | None) -> None:
+    def _build_search(self) -> None:
         parts: list[str] = []
         offsets: list[int] = []
-        ids: list[int] = []
-        fields: list[tuple[str, ...]] = []
-        by_id: dict[int, tuple[str, ...]] = {}
-        old_books = previous.books if previous is not None else {}
-        old_fields = previous._fields_by_id if previous is not None else {}
         pos = 0
         for b in self.books.values():
-            f = old_fields.get(b.id) if old_books.get(b.id) is b else None
-            if f is None:
-                f = self._search_fields(b)
-            by_id[b.id] = f
+            f = self._search_fields(b)
+            self._fields_by_id[b.id] = f
             text = _FSEP.join(f) + _SEP
             offsets.append(pos)
-            ids.append(b.id)
-            fields.append(f)
             parts.append(text)
             pos += len(text)
         self._hay = "".join(parts)
         self._hay_offsets = offsets
-        self._hay_ids = ids
-        self._hay_fields = fields
+        self._hay_books = list(self.books.values())
+        self._hay_fields = [self._fields_by_id[b.id] for b in self._hay_books]
+        self._hay_dead = 0
+
+    def _patch_search(self, previous: Library, fresh: list[Book]) -> None:
+        """Append changed books to the previous haystack; entries whose book object is no
+        longer current are skipped at query time, and compacted away when they pile up."""
+        dead = previous._hay_dead + len(self.raw.changed_ids | self.raw.removed_ids)
+        if dead > max(1000, len(self.books) // 5):
+            self._build_search()
+            return
+        parts: list[str] = []
+        offsets = list(previous._hay_offsets)
+        hay_books = list(previous._hay_books)
+        hay_fields = list(previous._hay_fields)
+        pos = len(previous._hay)
+        by_id = dict(previous._fields_by_id)
+        for b in fresh:
+            f = self._search_fields(b)
+            by_id[b.id] = f
+            text = _FSEP.join(f) + _SEP
+            offsets.append(pos)
+            hay_books.append(b)
+            hay_fields.append(f)
+            parts.append(text)
+            pos += len(text)
+        for i in self.raw.removed_ids:
+            by_id.pop(i, None)
+        self._hay = previous._hay + "".join(parts)
+        self._hay_offsets = offsets
+        self._hay_books = hay_books
+        self._hay_fields = hay_fields
         self._fields_by_id = by_id
+        self._hay_dead = dead
 
     def _search_fields(self, b: Book) -> tuple[str, ...]:
         return (
@@ -211,6 +257,7 @@ class Library:
         tokens = list(dict.fromkeys(tokens))
         probe = max(tokens, key=len)
         hay, offsets = self._hay, self._hay_offsets
+        books = self.books
         hits: list[SearchHit] = []
         start = 0
         n = len(offsets)
@@ -221,11 +268,12 @@ class Library:
             idx = bisect_right(offsets, p) - 1
             nxt = offsets[idx + 1] if idx + 1 < n else len(hay)
             start = nxt
-            flds = self._hay_fields[idx]
-            score = _score(flds, tokens)
+            b = self._hay_books[idx]
+            if books.get(b.id) is not b:
+                continue  # an older version of an edited or removed book
+            score = _score(self._hay_fields[idx], tokens)
             if score > 0:
-                hits.append(SearchHit(self._hay_ids[idx], score))
-        books = self.books
+                hits.append(SearchHit(b.id, score))
         hits.sort(key=lambda h: (-h.score, -books[h.book_id].timestamp_epoch, h.book_id))
         return hits
 
@@ -238,6 +286,29 @@ class Library:
             s = set(c.book_ids) if c else set()
             out = s if out is None else out & s
         return out if out is not None else set()
+
+
+def _patched_formats(
+    previous: Library, touched: frozenset[int], fresh: list[Book]
+) -> dict[str, set[int]]:
+    formats = dict(previous.formats)
+    copied: set[str] = set()
+
+    def own(fmt: str) -> set[int]:
+        if fmt not in copied:
+            formats[fmt] = set(formats.get(fmt, ()))
+            copied.add(fmt)
+        return formats[fmt]
+
+    for i in touched:
+        old = previous.books.get(i)
+        if old is not None:
+            for f in old.formats:
+                own(f.fmt).discard(i)
+    for b in fresh:
+        for f in b.formats:
+            own(f.fmt).add(b.id)
+    return formats
 
 
 def _patched(

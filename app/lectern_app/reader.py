@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,10 +45,16 @@ class RawLibrary:
     custom_columns: list[CustomColumn]
     data_version: int
     lm_raw: dict[int, str] = field(default_factory=dict)  # books.last_modified as stored
+    max_lm: str = ""  # the largest last_modified (calibre writes them in one format)
+    id_total: int = 0  # sum of book ids: with the count, tells whether books were removed
     name_rows: dict[str, list[Any]] = field(default_factory=dict)  # category tables
+    name_sigs: dict[str, str] = field(default_factory=dict)  # one string per category table
+    name_state: dict[str, str] = field(default_factory=dict)  # same | added | changed
     incremental: bool = False  # built from a previous snapshot plus changed books
-    names_unchanged: bool = False  # every category table equal to the previous one
+    names_unchanged: bool = False  # no category renamed or removed (additions are fine)
     changed: int = 0  # books (re)read from the database
+    changed_ids: frozenset[int] = frozenset()  # read anew (new or edited)
+    removed_ids: frozenset[int] = frozenset()
 
 
 def connect(db_path: Path, busy_timeout: float) -> sqlite3.Connection:
@@ -111,6 +118,16 @@ _NAME_TABLES = {
         " FROM custom_columns WHERE mark_for_delete = 0 ORDER BY id"
     ),
 }
+_SIG = {
+    "authors": "id || char(31) || name || char(31) || coalesce(sort, '')",
+    "series": "id || char(31) || name || char(31) || coalesce(sort, '')",
+    "tags": "id || char(31) || name",
+    "publishers": "id || char(31) || name || char(31) || coalesce(sort, '')",
+    "languages": "id || char(31) || lang_code",
+    "cc": "id || char(31) || label || char(31) || name || char(31) || datatype"
+    " || char(31) || is_multiple || char(31) || mark_for_delete",
+}
+_SIG_TABLE = {k: k if k != "cc" else "custom_columns" for k in _SIG}
 # per-book tables; {where} narrows them to changed books on an incremental load
 _BOOK_TABLES = {
     "books": _Q_BOOKS + " {where_id}",
@@ -142,21 +159,69 @@ def fetch_all(conn: sqlite3.Connection, previous: RawLibrary | None = None) -> d
     try:
         out["data_version"] = conn.execute("PRAGMA data_version").fetchall()
         out["library_id"] = conn.execute("SELECT uuid FROM library_id LIMIT 1").fetchall()
-        for key, sql in _NAME_TABLES.items():
-            out[key] = conn.execute(sql).fetchall()
-        changed: list[int] | None = None
-        if (
+        same_lib = (
             previous is not None
-            and out["library_id"]
+            and bool(out["library_id"])
             and out["library_id"][0][0] == previous.library_id
-            and out["cc"] == previous.name_rows.get("cc")
-        ):
-            stamps = conn.execute("SELECT id, last_modified FROM books").fetchall()
-            lm = previous.lm_raw
-            changed = [bid for bid, m in stamps if lm.get(bid) != m]
-            out["ids"] = stamps
+        )
+        sigs: dict[str, str] = {}
+        state: dict[str, str] = {}
+        for key, sql in _NAME_TABLES.items():
+            sig = (
+                conn.execute(
+                    # every row ends in char(30), so a prefix is always made of whole rows
+                f"SELECT group_concat(s || char(30), '') FROM"
+                    f" (SELECT {_SIG[key]} AS s FROM {_SIG_TABLE[key]} ORDER BY id)"
+                ).fetchone()[0]
+                or ""
+            )
+            sigs[key] = sig
+            old = previous.name_sigs.get(key) if same_lib and previous is not None else None
+            if old is not None and sig == old and previous is not None:
+                state[key] = "same"
+                out[key] = previous.name_rows[key]
+            elif old is not None and previous is not None and sig.startswith(old):
+                # only rows with new (higher) ids: read just those
+                last = max((r[0] for r in previous.name_rows[key]), default=0)
+                table_sql = sql.replace(" ORDER BY id", "")
+                out[key] = (
+                    previous.name_rows[key]
+                    + conn.execute(
+                        f"SELECT * FROM ({table_sql}) WHERE id > ? ORDER BY id", (last,)
+                    ).fetchall()
+                )
+                state[key] = "added"
+            else:
+                out[key] = conn.execute(sql).fetchall()
+                state[key] = "changed"
+                if old is not None and previous is not None:
+                    # rows added or removed, but none renamed: memberships can be patched
+                    before = {r[0]: r for r in previous.name_rows[key]}
+                    if all(before.get(r[0], r) == r for r in out[key]):
+                        state[key] = "added"
+        out["sigs"] = [sigs]
+        out["state"] = [state]
+        changed: list[int] | None = None
+        removed: list[int] = []
+        if same_lib and previous is not None and state["cc"] == "same":
+            rows = conn.execute(
+                "SELECT id, last_modified FROM books WHERE last_modified > ?", (previous.max_lm,)
+            ).fetchall()
+            cnt, tot = conn.execute("SELECT count(*), total(id) FROM books").fetchone()
+            new_ids = [bid for bid, _m in rows if bid not in previous.books]
+            if cnt == len(previous.books) + len(new_ids) and int(tot) == previous.id_total + sum(
+                new_ids
+            ):
+                changed = [bid for bid, _m in rows]
+            else:  # books were removed (or dates went backwards): compare every book
+                stamps = conn.execute("SELECT id, last_modified FROM books").fetchall()
+                lm = previous.lm_raw
+                changed = [bid for bid, m in stamps if lm.get(bid) != m]
+                alive = {bid for bid, _m in stamps}
+                removed = [bid for bid in previous.books if bid not in alive]
             if len(changed) > INCREMENTAL_MAX:
                 changed = None
+        out["removed"] = [(r,) for r in removed]
         if changed is None:
             fmt = {"where": "", "where_id": "", "where_l": ""}
             for key, sql in _BOOK_TABLES.items():
@@ -232,11 +297,6 @@ def build(rows: dict[str, list[Any]], previous: RawLibrary | None = None) -> Raw
             last_modified=m_iso,
             last_modified_epoch=m_ep,
         )
-    authors = _categories(rows["authors"])
-    series = _categories(rows["series"])
-    tags = _categories(rows["tags"], has_sort=False)
-    publishers = _categories(rows["publishers"])
-    languages = _categories(rows["languages"], has_sort=False)
 
     def link(key: str, attr: str, multi: bool) -> None:
         for book_id, cat_id in rows[key]:
@@ -271,51 +331,142 @@ def build(rows: dict[str, list[Any]], previous: RawLibrary | None = None) -> Raw
             b.comments = text
     custom = _custom(rows, fresh)
 
+    state: dict[str, str] = rows["state"][0]
+    removed = frozenset(r[0] for r in rows.get("removed", []))
+    cats_by_kind: dict[str, dict[int, Category]] = {}
     if incremental:
         assert previous is not None
-        alive = {bid for bid, _m in rows["ids"]}
-        books = {bid: b for bid, b in previous.books.items() if bid in alive}
+        books = dict(previous.books)
+        lm_all = dict(previous.lm_raw)
+        for bid in removed:
+            books.pop(bid, None)
+            lm_all.pop(bid, None)
         books.update(fresh)
-        lm_all = {bid: m for bid, m in previous.lm_raw.items() if bid in alive}
         lm_all.update(lm_raw)
+        prev_cats = {
+            "authors": previous.authors,
+            "series": previous.series,
+            "tags": previous.tags,
+            "publishers": previous.publishers,
+            "languages": previous.languages,
+        }
+        for kind, attr in _LINK_ATTR.items():
+            if state[kind] == "changed":
+                cats_by_kind[kind] = _categories(rows[kind], kind in _SORTED)
+                _fill(cats_by_kind[kind], books.values(), attr)
+            else:
+                old = prev_cats[kind]
+                if state[kind] == "added":  # drop rows calibre removed (orphans)
+                    ids = {r[0] for r in rows[kind]}
+                    old = {cid: c for cid, c in old.items() if cid in ids}
+                new_rows = [r for r in rows[kind] if r[0] not in old]
+                cats_by_kind[kind] = _patch(
+                    old,
+                    _categories(new_rows, kind in _SORTED),
+                    previous.books,
+                    fresh,
+                    removed,
+                    attr,
+                )
+        id_total = (
+            previous.id_total - sum(removed) + sum(b for b in fresh if b not in previous.books)
+        )
     else:
         books, lm_all = fresh, lm_raw
-    # category membership from every book's links (shared Book objects are never mutated)
-    for kind_map, attr in ((authors, "author_ids"), (tags, "tag_ids"), (languages, "language_ids")):
-        for b in books.values():
-            for cid in getattr(b, attr):
-                c = kind_map.get(cid)
-                if c is None:
-                    raise _Stale()
-                c.book_ids.append(b.id)
-    for kind_map, attr in ((series, "series_id"), (publishers, "publisher_id")):
-        for b in books.values():
-            cid = getattr(b, attr)
-            if cid is not None:
-                c = kind_map.get(cid)
-                if c is None:
-                    raise _Stale()
-                c.book_ids.append(b.id)
+        for kind, attr in _LINK_ATTR.items():
+            cats_by_kind[kind] = _categories(rows[kind], kind in _SORTED)
+            _fill(cats_by_kind[kind], books.values(), attr)
+        id_total = sum(books)
     name_rows = {k: rows[k] for k in _NAME_TABLES}
     lib_id = rows["library_id"][0][0] if rows["library_id"] else ""
+    max_lm = max(lm_raw.values(), default="")
+    if incremental and previous is not None:
+        max_lm = max(max_lm, previous.max_lm)
     return RawLibrary(
         library_id=lib_id,
         books=books,
-        authors=authors,
-        series=series,
-        tags=tags,
-        publishers=publishers,
-        languages=languages,
+        authors=cats_by_kind["authors"],
+        series=cats_by_kind["series"],
+        tags=cats_by_kind["tags"],
+        publishers=cats_by_kind["publishers"],
+        languages=cats_by_kind["languages"],
         custom_columns=custom,
         data_version=int(rows["data_version"][0][0]),
         lm_raw=lm_all,
+        max_lm=max_lm,
+        id_total=id_total,
         name_rows=name_rows,
+        name_sigs=rows["sigs"][0],
+        name_state=state,
         incremental=incremental,
-        names_unchanged=incremental
-        and previous is not None
-        and all(name_rows[k] == previous.name_rows.get(k) for k in _NAME_TABLES),
+        names_unchanged=incremental and "changed" not in state.values(),
         changed=len(fresh),
+        changed_ids=frozenset(fresh),
+        removed_ids=removed,
     )
+
+
+_SORTED = {"authors", "series", "publishers"}  # tables with a sort column
+_LINK_ATTR = {
+    "authors": "author_ids",
+    "series": "series_id",
+    "tags": "tag_ids",
+    "publishers": "publisher_id",
+    "languages": "language_ids",
+}
+
+
+def _cat_ids(b: Book, attr: str) -> list[int]:
+    v = getattr(b, attr)
+    if isinstance(v, list):
+        return v
+    return [] if v is None else [v]
+
+
+def _fill(cats: dict[int, Category], books: Iterable[Book], attr: str) -> None:
+    """Category membership from every book's links."""
+    for b in books:
+        for cid in _cat_ids(b, attr):
+            c = cats.get(cid)
+            if c is None:
+                raise _Stale()
+            c.book_ids.append(b.id)
+
+
+def _patch(
+    prev: dict[int, Category],
+    fresh_rows: dict[int, Category],
+    prev_books: dict[int, Book],
+    fresh: dict[int, Book],
+    removed: frozenset[int],
+    attr: str,
+) -> dict[int, Category]:
+    """Previous categories with only the changed books' memberships rewritten
+    (copy on write: the previous snapshot's objects are never mutated)."""
+    cats = dict(prev)
+    for cid, added in fresh_rows.items():  # rows added since the previous snapshot
+        if cid not in cats:
+            cats[cid] = added
+    drop: dict[int, set[int]] = {}
+    add: dict[int, list[int]] = {}
+    for bid in removed | fresh.keys():
+        old = prev_books.get(bid)
+        if old is not None:
+            for cid in _cat_ids(old, attr):
+                drop.setdefault(cid, set()).add(bid)
+    for bid, b in fresh.items():
+        for cid in _cat_ids(b, attr):
+            add.setdefault(cid, []).append(bid)
+    for cid in drop.keys() | add.keys():
+        c = cats.get(cid)
+        if c is None:
+            if cid in add:
+                raise _Stale()
+            continue
+        gone = drop.get(cid, set())
+        ids = [x for x in c.book_ids if x not in gone] + add.get(cid, [])
+        cats[cid] = Category(c.id, c.name, c.sort, ids)
+    return cats
 
 
 class _Stale(Exception):

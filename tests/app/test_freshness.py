@@ -194,6 +194,24 @@ def test_incremental_reload_equals_a_full_read(
     assert _signature(lib) == _signature(full)
     assert c.get("/api/books/3").json()["title"] == "Aardvark First"
     assert c.get("/api/books/4").status_code == 404
+    # names stable this time: indexes are patched, not rebuilt
+    run_calibredb(
+        library,
+        "set_metadata",
+        "5",
+        "--field",
+        "tags:Fiction",
+        "--field",
+        "title:Xylophone Reprise",
+    )
+    run_calibredb(library, "add", str(new_epub(tmp_path, "Second Wave", authors=["Amy First"])))
+    c.get("/api/books")
+    lib = state.current
+    assert lib.raw.incremental and lib.raw.names_unchanged
+    assert _signature(lib) == _signature(Library(reader.load(library), 0, str(library)))
+    titles = [i["title"] for i in c.get("/api/books", params={"q": "xylophone"}).json()["items"]]
+    assert titles.count("Xylophone Reprise") == 1
+    assert "Xylophone Lessons" not in titles
 
 
 def test_full_reread_catches_writers_that_do_not_bump_last_modified(
@@ -211,3 +229,18 @@ def test_full_reread_catches_writers_that_do_not_bump_last_modified(
     assert c.get("/api/books/5").json()["title"] != "Sneaky"
     state.full_reread()  # what the watcher does after a quiet period
     assert c.get("/api/books/5").json()["title"] == "Sneaky"
+
+
+def test_category_rename_is_seen_without_book_changes(library: Path, client_for: Any) -> None:
+    """A rename (here of the newest author, by appending) touches no book row."""
+    c = client_for(library)
+    c.get("/api/books")
+    writer = sqlite3.connect(library / "metadata.db", isolation_level=None)
+    last_id, name = writer.execute("SELECT id, name FROM authors ORDER BY id DESC").fetchone()
+    writer.execute("UPDATE authors SET name = ? WHERE id = ?", (name + " Jr", last_id))
+    writer.close()
+    names = [a["name"] for a in c.get("/api/authors", params={"per_page": 1000}).json()["items"]]
+    assert name + " Jr" in names
+    assert name not in names
+    state = c.app.state.services.state
+    assert state.current.raw.name_state["authors"] == "changed"
