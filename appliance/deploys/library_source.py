@@ -20,7 +20,7 @@ from typing import Any
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
 from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.files import File, FileContents, Link
+from pyinfra.facts.files import Directory, File, FileContents, Link
 from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 
@@ -57,6 +57,12 @@ def _start(unit: str, reload: bool) -> None:
     systemd.service(
         name=f"Start {unit}", service=unit, running=True, enabled=True, daemon_reload=reload
     )
+
+
+def _mountpoint(path: str) -> None:
+    # mkdir only: once mounted read-only it cannot be chmod-ed or chown-ed
+    if not host.get_fact(File, path=path) and not host.get_fact(Directory, path=path):
+        server.shell(name=f"Create the mountpoint {path}", commands=[f"mkdir -p -m 0755 {path}"])
 
 
 def _smb_password(v: dict[str, Any]) -> str:
@@ -135,8 +141,8 @@ def _local(v: dict[str, Any], root: str) -> tuple[str, str, bool]:
             f"roles/{ROLE}: lectern_library_local_path={path!r} is not a healthy Calibre library"
             f" ({check}); point it at the folder holding metadata.db"
         )
-    files.directory(name="Create the primary mountpoint", path=f"{root}/sources/primary")
     primary = f"{root}/sources/primary"
+    _mountpoint(primary)
     op = _unit(
         "bind.mount",
         v,
@@ -165,7 +171,7 @@ def _smb(v: dict[str, Any], root: str) -> tuple[str, str, bool]:
         transport = "kernel-cifs" if probe != "none" else "rclone-fuse"
         reason = "kernel cifs available" if probe != "none" else "no kernel cifs"
     primary = f"{root}/sources/primary"
-    files.directory(name="Create the primary mountpoint", path=primary)
+    _mountpoint(primary)
     config_dir = v["lectern_library_config_dir"]
     if transport == "kernel-cifs":
         _template(
@@ -267,7 +273,7 @@ def _replicas(v: dict[str, Any], root: str) -> None:
     for index, path in enumerate(replicas, start=1):
         view = f"{root}/sources/replica{index}"
         files.directory(name=f"Create the replica folder {path}", path=path)
-        files.directory(name=f"Create the replica view {view}", path=view)
+        _mountpoint(view)
         op = _unit(
             "bind.mount",
             v,
