@@ -174,7 +174,7 @@ class TestAbsent:
 
     def test_no_container_runs(self, host: Any) -> None:
         # live-restore would keep them running without an engine: the OFF path stops them
-        assert host.run("pgrep -f containerd-shim").rc != 0
+        assert host.run("pgrep -f '[c]ontainerd-shim'").rc != 0
 
     def test_files_removed(self, host: Any, docker: dict[str, Any]) -> None:
         assert not host.file(DAEMON_JSON).exists
