@@ -2,5 +2,5 @@
 
 from pyinfra import local
 
-for concern in ("base", "library_source"):
+for concern in ("base", "docker", "library_source", "appliance"):
     local.include(f"appliance/deploys/{concern}.py")
