@@ -147,6 +147,12 @@ def _present(v: dict[str, Any]) -> None:
             f"{host.name}: lectern_appliance_image is empty; set it in your inventory"
             " (e.g. 172.30.57.10:5000/lectern/app) with lectern_appliance_image_digest"
         )
+    if v["lectern_appliance_postgres_enabled"] and not v["lectern_appliance_postgres_password"]:
+        raise RoleError(
+            f"{host.name}: lectern_appliance_postgres_enabled is true but"
+            " lectern_appliance_postgres_password is empty; set it in your vault"
+            " (or the environment for pyinfra)"
+        )
     d = v["lectern_appliance_dir"]
     files.directory(
         name="Create the stack directory", path=d, user="root", group="root", mode="755"
