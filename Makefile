@@ -99,7 +99,7 @@ lint: venv ## ruff, mypy, yamllint, ansible-lint
 	@echo "== tier: lint"
 	@ruff check .
 	@ruff format --check .
-	@mypy appliance app/lectern_app tests/unit
+	@mypy appliance app/lectern_app rollback tests/unit tests/release
 	@yamllint -s .
 	@ansible-lint -q roles/ playbooks/
 
@@ -121,13 +121,18 @@ image-test: venv base-images host-packages ## Image proof: both arches, arm64 un
 	@echo "== tier: image"
 	@pytest -q tests/image
 
+.PHONY: release-test
+release-test: venv engine lab-image ## On-host release tool on real Docker: gated swap, bad release, offline rollback, schema restore, kill -9
+	@echo "== tier: release tool"
+	@pytest -q tests/release
+
 .PHONY: infra
 infra: venv lab ## Provision lab hosts by pyinfra AND Ansible, verify both with one testinfra suite
 	@echo "== tier: infra (pyinfra + ansible, one testinfra suite)"
 	@pytest -q tests/infra
 
 .PHONY: test
-test: check image-test molecule infra ## Everything CI runs: lint, unit, image, molecule, lab provisioning by both engines
+test: check image-test release-test molecule infra ## Everything CI runs: lint, unit, image, molecule, lab provisioning by both engines
 	@echo "== make test: all tiers passed"
 
 .PHONY: bench

@@ -135,8 +135,16 @@ class State:
         return dict(data) if data else None
 
     def set_active(self, slot: str, release: Release) -> None:
-        self._write("active.json", {"slot": slot, "tag": release.tag, "digest": release.digest,
-                                    "schema": release.schema, "since": release.time})
+        self._write(
+            "active.json",
+            {
+                "slot": slot,
+                "tag": release.tag,
+                "digest": release.digest,
+                "schema": release.schema,
+                "since": release.time,
+            },
+        )
 
     def journal(self) -> dict[str, str] | None:
         data = self._read("journal.json", None)
@@ -162,10 +170,12 @@ class State:
 # ------------------------------------------------------------------ docker
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None, check: bool = True,
-        timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
-                          check=False)
+def run(
+    cmd: list[str], env: dict[str, str] | None = None, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise ReleaseError(f"{' '.join(cmd[:3])} failed: {' / '.join(detail)}")
@@ -180,10 +190,21 @@ class Docker:
         return f"{self.cfg.project}-app-{slot}"
 
     def compose(self, slot: str, ref: str, *args: str) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, LECTERN_IMAGE=ref, LECTERN_SLOT_SUFFIX=f"-{slot}",
-                   LECTERN_PORT=str(self.cfg.slots[slot]), LECTERN_BIND=self.cfg.bind)
-        cmd = ["docker-compose", "-p", f"{self.cfg.project}-{slot}", "-f",
-               self.cfg.compose_file, *args]
+        env = dict(
+            os.environ,
+            LECTERN_IMAGE=ref,
+            LECTERN_SLOT_SUFFIX=f"-{slot}",
+            LECTERN_PORT=str(self.cfg.slots[slot]),
+            LECTERN_BIND=self.cfg.bind,
+        )
+        cmd = [
+            "docker-compose",
+            "-p",
+            f"{self.cfg.project}-{slot}",
+            "-f",
+            self.cfg.compose_file,
+            *args,
+        ]
         return run(cmd, env=env)
 
     def inspect_image(self, ref: str) -> dict[str, Any] | None:
@@ -202,9 +223,9 @@ class Docker:
             pinned = f"{image}@{ref}"
             if self.inspect_image(pinned) is None:
                 run(["docker", "pull", "-q", pinned])
-            info = self.inspect_image(pinned) or {}
-            labels = (info.get("Config") or {}).get("Labels") or {}
-            return labels.get(VERSION_LABEL, ref[:19]), ref
+            pinned_info = self.inspect_image(pinned) or {}
+            labels = (pinned_info.get("Config") or {}).get("Labels") or {}
+            return str(labels.get(VERSION_LABEL, ref[:19])), ref
         tagged = f"{image}:{ref}"
         pulled = run(["docker", "pull", "-q", tagged], check=False)
         info = self.inspect_image(tagged)
@@ -212,8 +233,9 @@ class Docker:
             raise ReleaseError(f"cannot resolve {tagged}: {pulled.stderr.strip()[-200:]}")
         if pulled.returncode != 0:
             log(f"registry unreachable; using the local copy of {tagged}")
-        digests = [d.split("@", 1)[1] for d in info.get("RepoDigests", [])
-                   if d.startswith(f"{image}@")]
+        digests = [
+            d.split("@", 1)[1] for d in info.get("RepoDigests", []) if d.startswith(f"{image}@")
+        ]
         if not digests:
             raise ReleaseError(f"{tagged} has no registry digest (was it pushed?)")
         return ref, digests[0]
@@ -223,13 +245,15 @@ class Docker:
         return str(((info.get("Config") or {}).get("Labels") or {}).get(SCHEMA_LABEL, ""))
 
     def running(self, slot: str) -> bool:
-        proc = run(["docker", "inspect", "-f", "{{.State.Running}}", self.container(slot)],
-                   check=False)
+        proc = run(
+            ["docker", "inspect", "-f", "{{.State.Running}}", self.container(slot)], check=False
+        )
         return proc.stdout.strip() == "true"
 
     def start(self, slot: str, digest: str) -> None:
-        self.compose(slot, f"{self.cfg.image}@{digest}", "up", "-d", "--no-deps",
-                     "--force-recreate", "app")
+        self.compose(
+            slot, f"{self.cfg.image}@{digest}", "up", "-d", "--no-deps", "--force-recreate", "app"
+        )
 
     def stop(self, slot: str) -> None:
         run(["docker", "rm", "-f", self.container(slot)], check=False)
@@ -240,8 +264,18 @@ class Docker:
 
     def prune(self, keep_digests: set[str]) -> None:
         """Remove old release images, never the last N releases (rollback is offline)."""
-        proc = run(["docker", "image", "ls", "--digests", "--format",
-                    "{{.Repository}} {{.Digest}} {{.ID}}", self.cfg.image], check=False)
+        proc = run(
+            [
+                "docker",
+                "image",
+                "ls",
+                "--digests",
+                "--format",
+                "{{.Repository}} {{.Digest}} {{.ID}}",
+                self.cfg.image,
+            ],
+            check=False,
+        )
         for line in proc.stdout.splitlines():
             parts = line.split()
             if len(parts) == 3 and parts[1].startswith("sha256:") and parts[1] not in keep_digests:
@@ -302,10 +336,24 @@ class Releaser:
     def swap(self, tag: str, digest: str, action: str, snapshot: str = "") -> Release:
         """The gated swap shared by deploy and rollback."""
         idle, current = self.idle_slot()
-        release = Release(tag=tag, digest=digest, time=now(), outcome="failed", action=action,
-                          slot=idle, snapshot=snapshot, schema=self.docker.schema(digest))
-        self.state.begin(action=action, slot=idle, previous=current or "", tag=tag,
-                         digest=digest, started=release.time)
+        release = Release(
+            tag=tag,
+            digest=digest,
+            time=now(),
+            outcome="failed",
+            action=action,
+            slot=idle,
+            snapshot=snapshot,
+            schema=self.docker.schema(digest),
+        )
+        self.state.begin(
+            action=action,
+            slot=idle,
+            previous=current or "",
+            tag=tag,
+            digest=digest,
+            started=release.time,
+        )
         try:
             self.docker.start(idle, digest)
             self.wait_healthy(idle)
@@ -342,13 +390,24 @@ class Releaser:
             active = self.state.active()
             if active and active["digest"] == digest and self.healthy(active["slot"]):
                 log(f"{tag} ({digest[:19]}) is already serving; nothing to do")
-                return Release(tag=tag, digest=digest, time=now(), outcome="ok",
-                               slot=active["slot"], reason="already serving")
+                return Release(
+                    tag=tag,
+                    digest=digest,
+                    time=now(),
+                    outcome="ok",
+                    slot=active["slot"],
+                    reason="already serving",
+                )
             try:
                 snapshot = self.snapshot()
             except ReleaseError as exc:
-                failed = Release(tag=tag, digest=digest, time=now(), outcome="failed",
-                                 reason=f"pre-update snapshot failed: {exc}")
+                failed = Release(
+                    tag=tag,
+                    digest=digest,
+                    time=now(),
+                    outcome="failed",
+                    reason=f"pre-update snapshot failed: {exc}",
+                )
                 self.state.record(failed)
                 raise ReleaseError(f"deploy of {tag} refused: {failed.reason}") from exc
             return self.swap(tag, digest, "deploy", snapshot)
@@ -359,8 +418,11 @@ class Releaser:
             active = self.state.active()
             if not active:
                 raise ReleaseError("nothing is deployed: there is no release to roll back from")
-            candidates = [r for r in reversed(self.state.ledger())
-                          if r.outcome == "ok" and r.digest != active["digest"]]
+            candidates = [
+                r
+                for r in reversed(self.state.ledger())
+                if r.outcome == "ok" and r.digest != active["digest"]
+            ]
             if to:
                 candidates = [r for r in candidates if to in (r.tag, r.digest)]
             if not candidates:
@@ -369,31 +431,70 @@ class Releaser:
             target = candidates[0]
             if self.docker.inspect_image(f"{self.cfg.image}@{target.digest}") is None:
                 run(["docker", "pull", "-q", f"{self.cfg.image}@{target.digest}"])
-            restore = self.restore_if_schema_differs(active, target)
-            release = self.swap(target.tag, target.digest, "rollback")
-            if restore:
-                release.reason = restore
+            staged = self.stage_restore_if_schema_differs(active, target)
+            if not staged:
+                return self.swap(target.tag, target.digest, "rollback")
+            # The serving release writes the new schema: stop it, put the restored /data in
+            # place (the current data is kept beside it), then start the old release.
+            data = Path(self.cfg.data_dir)
+            kept = data.with_name(f"{data.name}.pre-rollback-{int(time.time())}")
+            self.docker.stop(active["slot"])
+            data.rename(kept)
+            staged.rename(data)
+            try:
+                release = self.swap(target.tag, target.digest, "rollback")
+            except ReleaseError:
+                data.rename(staged)
+                kept.rename(data)
+                self.docker.start(active["slot"], active["digest"])
+                raise
+            release.reason = f"restored /data from the pre-update snapshot; previous data in {kept}"
             return release
 
-    def restore_if_schema_differs(self, active: dict[str, str], target: Release) -> str:
-        """Data written since the update is kept unless the schema changed in between."""
+    def stage_restore_if_schema_differs(
+        self, active: dict[str, str], target: Release
+    ) -> Path | None:
+        """Data written since the update is kept unless the schema changed in between.
+
+        When it changed, the pre-update snapshot is restored into a staging directory
+        first: a failed restore changes nothing and the serving release keeps serving.
+        """
         current_schema = active.get("schema", "")
         if current_schema == self.docker.schema(target.digest):
             log("same data schema: user data written since the update is kept")
-            return ""
-        update = next((r for r in reversed(self.state.ledger())
-                       if r.digest == active["digest"] and r.snapshot), None)
+            return None
+        update = next(
+            (
+                r
+                for r in reversed(self.state.ledger())
+                if r.digest == active["digest"] and r.snapshot
+            ),
+            None,
+        )
         if not update or not self.cfg.backup_command:
             raise ReleaseError(
                 f"schema {current_schema or '?'} -> {target.schema or '?'} needs the /data "
                 "snapshot taken before the update, and there is none; not rolling back"
             )
-        # The serving release writes the new schema: stop it, restore, then start the old.
         log(f"schema differs: restoring /data from pre-update snapshot {update.snapshot}")
-        self.docker.stop(active["slot"])
-        run([self.cfg.backup_command, "restore", "--snapshot", update.snapshot,
-             "--target", self.cfg.data_dir], timeout=1800)
-        return f"restored /data from snapshot {update.snapshot} (schema changed)"
+        data = Path(self.cfg.data_dir)
+        staged = data.with_name(f"{data.name}.restore")
+        run(["rm", "-rf", str(staged)])
+        run(
+            [
+                self.cfg.backup_command,
+                "restore",
+                "--snapshot",
+                update.snapshot,
+                "--target",
+                str(staged),
+            ],
+            timeout=1800,
+        )
+        stat = data.stat()
+        os.chown(staged, stat.st_uid, stat.st_gid)
+        os.chmod(staged, stat.st_mode & 0o7777)
+        return staged
 
     def converge(self) -> str:
         with self.state.locked():
@@ -418,10 +519,19 @@ class Releaser:
                     self.switch(active["slot"])
                 self.docker.stop(new)
                 outcome = "interrupted"
-            self.state.record(Release(tag=journal.get("tag", ""), digest=journal.get("digest", ""),
-                                      time=now(), outcome=outcome, action=journal["action"],
-                                      slot=new, reason="completed by converge after a crash"
-                                      if outcome == "ok" else "interrupted; undone by converge"))
+            self.state.record(
+                Release(
+                    tag=journal.get("tag", ""),
+                    digest=journal.get("digest", ""),
+                    time=now(),
+                    outcome=outcome,
+                    action=journal["action"],
+                    slot=new,
+                    reason="completed by converge after a crash"
+                    if outcome == "ok"
+                    else "interrupted; undone by converge",
+                )
+            )
             self.state.end()
             message = f"interrupted {journal['action']} of {journal.get('tag')}: {outcome}"
         if active:
@@ -462,8 +572,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"deployed {r.tag} {r.digest} in slot {r.slot}")
         elif args.cmd == "rollback":
             r = releaser.rollback(args.to)
-            print(f"rolled back to {r.tag} {r.digest} in slot {r.slot}"
-                  + (f"; {r.reason}" if r.reason else ""))
+            print(
+                f"rolled back to {r.tag} {r.digest} in slot {r.slot}"
+                + (f"; {r.reason}" if r.reason else "")
+            )
         elif args.cmd == "converge":
             print(releaser.converge())
         elif args.cmd == "status":
@@ -472,15 +584,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(st, indent=2))
             else:
                 a = st["active"] or {}
-                print(f"{a.get('tag', '-')} {a.get('digest', '-')} slot={a.get('slot', '-')} "
-                      f"healthy={st['healthy']}")
+                print(
+                    f"{a.get('tag', '-')} {a.get('digest', '-')} slot={a.get('slot', '-')} "
+                    f"healthy={st['healthy']}"
+                )
         else:
             entries = [asdict(r) for r in releaser.state.ledger()]
             if args.json:
                 print(json.dumps(entries, indent=2))
             for e in [] if args.json else entries:
-                print(f"{e['time']} {e['action']:8} {e['outcome']:11} {e['tag']:12} "
-                      f"{e['digest'][:19]} {e['reason']}")
+                print(
+                    f"{e['time']} {e['action']:8} {e['outcome']:11} {e['tag']:12} "
+                    f"{e['digest'][:19]} {e['reason']}"
+                )
     except ReleaseError as exc:
         log(f"error: {exc}")
         return 1
