@@ -1,0 +1,214 @@
+"""The proxy concern, pyinfra side: the twin of roles/proxy (read its README).
+
+Reads roles/proxy/defaults/main.yml (overridden by inventory data) and renders
+roles/proxy/templates/ and installs roles/proxy/files/, so a host provisioned by either
+engine carries the same files byte for byte; tests/infra/host/test_proxy.py verifies
+both. Same order and semantics as roles/proxy/tasks/*.yml; in particular the upstream
+file is written only when it does not exist (the release tool owns it afterwards).
+
+Run alone (development):   pyinfra -y @docker/CONTAINER appliance/deploys/proxy.py
+Run by the CLI:            appliance provision HOST  (appliance/deploys/site.py)
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from pyinfra.api.deploy import deploy
+from pyinfra.context import host
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import File
+from pyinfra.facts.server import Command
+from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from appliance.deploys import role_vars_checked
+from appliance.roles import role_dir, template_path
+
+ROLE = "proxy"
+SBIN = "/usr/local/sbin"
+SCRIPTS = ("lectern-proxy-switch", "lectern-proxy-cert")
+CADDYFILE = "/etc/caddy/Caddyfile"
+NGINX_SITE = "/etc/nginx/sites-available/lectern.conf"
+NGINX_LINK = "/etc/nginx/sites-enabled/lectern.conf"
+ACME_WEBROOT = "/var/www/lectern-acme"
+
+
+def _template(name: str, dest: str, v: dict[str, Any], mode: str = "644") -> Any:
+    """files.template of roles/proxy/templates/<name>, rendered like Ansible renders it."""
+    return files.template(
+        name=f"Render {dest}",
+        src=template_path(ROLE, name),
+        dest=dest,
+        user="root",
+        group="root",
+        mode=mode,
+        jinja_env_kwargs={"trim_blocks": True},
+        **v,
+    )
+
+
+def packages(v: dict[str, Any]) -> list[str]:
+    """The engine's packages, decided like tasks/present.yml does."""
+    engine = v["lectern_proxy_engine"]
+    wanted = list(v[f"lectern_proxy_{engine}_packages"])
+    if engine == "nginx" and v["lectern_proxy_tls"] == "acme":
+        wanted += list(v["lectern_proxy_certbot_packages"])
+    return wanted
+
+
+def _caddy(v: dict[str, Any]) -> None:
+    caddyfile = _template("Caddyfile.j2", CADDYFILE, v)
+    systemd.service(name="Start and enable Caddy", service="caddy", running=True, enabled=True)
+    systemd.service(
+        name="Reload caddy", service="caddy", reloaded=True, _if=caddyfile.did_change
+    )
+    if v["lectern_proxy_tls"] != "internal":
+        return
+    root = f"{v['lectern_proxy_caddy_data_dir']}/pki/authorities/local/root.crt"
+    export = v["lectern_proxy_ca_export"]
+    same = host.get_fact(
+        Command, command=f"cmp -s {shlex.quote(root)} {shlex.quote(export)} && echo same || true"
+    )
+    if same != "same":
+        server.shell(
+            name="Export the local CA's root certificate",
+            commands=[
+                f"for i in $(seq 60); do [ -s {shlex.quote(root)} ] && break; sleep 1; done",
+                f"install -m 0644 -o root -g root {shlex.quote(root)} {shlex.quote(export)}",
+            ],
+        )
+
+
+def _nginx(v: dict[str, Any]) -> None:
+    names = list(v["lectern_proxy_server_names"])
+    quoted = " ".join(shlex.quote(n) for n in names)
+    tool = f"{SBIN}/lectern-proxy-cert"
+    state = host.get_fact(
+        Command, command=f"{tool} check {quoted} 2>/dev/null || echo missing"
+    ) or "missing"
+    ensure = None
+    if state != "ok" and (v["lectern_proxy_tls"] == "internal" or state == "missing"):
+        ensure = server.shell(
+            name="Issue the certificate from the local CA", commands=[f"{tool} ensure {quoted}"]
+        )
+    files.directory(
+        name="Create the ACME webroot", path=ACME_WEBROOT, user="root", group="root", mode="755"
+    )
+    site = _template("lectern-nginx.conf.j2", NGINX_SITE, v)
+    link = files.link(name="Enable the nginx site", path=NGINX_LINK, target=NGINX_SITE)
+    systemd.service(name="Start and enable nginx", service="nginx", running=True, enabled=True)
+    changed = [site, link] + ([ensure] if ensure is not None else [])
+    systemd.service(name="Reload nginx", service="nginx", reloaded=True, _if=any_changed(*changed))
+    if v["lectern_proxy_tls"] == "acme" and not host.get_fact(
+        File, path="/etc/letsencrypt/live/lectern/fullchain.pem"
+    ):
+        # Cannot run without a public name; rendered and untested in the lab.
+        argv = [
+            "certbot", "certonly", "--webroot", "-w", ACME_WEBROOT, "--cert-name", "lectern",
+            "--non-interactive", "--agree-tos",
+            "--deploy-hook", f"{tool} install-certbot",
+        ]  # fmt: skip
+        email = v["lectern_proxy_acme_email"]
+        argv += ["--email", email] if email else ["--register-unsafely-without-email"]
+        if v["lectern_proxy_acme_ca"]:
+            argv += ["--server", v["lectern_proxy_acme_ca"]]
+        argv += [f"--domain={n}" for n in names]
+        server.shell(
+            name="Obtain the certificate from the ACME CA with certbot (webroot)",
+            commands=[" ".join(shlex.quote(a) for a in argv)],
+        )
+
+
+def _present(v: dict[str, Any]) -> None:
+    wanted = packages(v)
+    installed = host.get_fact(DebPackages) or {}
+    if any(package not in installed for package in wanted):
+        apt.update(name="Refresh the apt package index (a proxy package is missing)")
+    apt.packages(name="Install the proxy packages", packages=wanted)
+
+    config_dir = v["lectern_proxy_config_dir"]
+    files.directory(
+        name="Create the Lectern configuration directory",
+        path=config_dir,
+        user="root",
+        group="root",
+        mode="755",
+    )
+    _template("proxy.conf.j2", f"{config_dir}/proxy.conf", v)
+    for script in SCRIPTS:
+        files.put(
+            name=f"Install {script}",
+            src=str(role_dir(ROLE) / "files" / script),
+            dest=f"{SBIN}/{script}",
+            user="root",
+            group="root",
+            mode="755",
+        )
+    engine = v["lectern_proxy_engine"]
+    upstream = f"{config_dir}/upstream.{engine}"
+    if not host.get_fact(File, path=upstream):
+        # Created only when absent: afterwards the release tool owns it.
+        _template(f"upstream.{engine}.j2", upstream, v)
+    if engine == "caddy":
+        _caddy(v)
+    else:
+        _nginx(v)
+
+
+def _absent(v: dict[str, Any]) -> None:
+    # OFF path: packages stay; certificates stay unless lectern_proxy_purge.
+    engine = v["lectern_proxy_engine"]
+    if engine in (host.get_fact(DebPackages) or {}):
+        systemd.service(
+            name="Stop and disable the proxy", service=engine, running=False, enabled=False
+        )
+    config_dir = v["lectern_proxy_config_dir"]
+    leftovers = [
+        CADDYFILE,
+        NGINX_LINK,
+        NGINX_SITE,
+        ACME_WEBROOT,
+        f"{config_dir}/upstream.caddy",
+        f"{config_dir}/upstream.caddy.prev",
+        f"{config_dir}/upstream.nginx",
+        f"{config_dir}/upstream.nginx.prev",
+        f"{config_dir}/proxy.conf",
+    ] + [f"{SBIN}/{script}" for script in SCRIPTS]
+    if v["lectern_proxy_purge"]:
+        if host.get_fact(File, path="/etc/letsencrypt/live/lectern/fullchain.pem"):
+            server.shell(
+                name="Delete the certbot lineage",
+                commands=["certbot delete --non-interactive --cert-name lectern"],
+            )
+        leftovers += [
+            f"{config_dir}/proxy-ca",
+            f"{config_dir}/proxy-tls",
+            v["lectern_proxy_ca_export"],
+            v["lectern_proxy_caddy_data_dir"],
+        ]
+    present = host.get_fact(
+        Command,
+        command="for p in "
+        + " ".join(shlex.quote(p) for p in leftovers)
+        + ' ; do if [ -e "$p" ] || [ -L "$p" ]; then echo "$p"; fi; done',
+    )
+    for path in (present or "").splitlines():
+        server.shell(name=f"Remove {path}", commands=[f"rm -rf {shlex.quote(path)}"])
+
+
+@deploy("Lectern proxy")
+def apply() -> None:
+    data = host.data.dict()  # type: ignore[no-untyped-call]  # untyped in pyinfra
+    v = role_vars_checked(ROLE, data)
+    if v["lectern_proxy_state"] == "present":
+        _present(v)
+    else:
+        _absent(v)
+
+
+# pyinfra executes deploy files (CLI argument, local.include) without a module name;
+# importing this module (tests, other deploys) must not run it.
+if __name__ != "appliance.deploys.proxy":
+    apply()
