@@ -61,9 +61,7 @@ def packages(v: dict[str, Any]) -> list[str]:
 def _caddy(v: dict[str, Any]) -> None:
     caddyfile = _template("Caddyfile.j2", CADDYFILE, v)
     systemd.service(name="Start and enable Caddy", service="caddy", running=True, enabled=True)
-    systemd.service(
-        name="Reload caddy", service="caddy", reloaded=True, _if=caddyfile.did_change
-    )
+    systemd.service(name="Reload caddy", service="caddy", reloaded=True, _if=caddyfile.did_change)
     if v["lectern_proxy_tls"] != "internal":
         return
     root = f"{v['lectern_proxy_caddy_data_dir']}/pki/authorities/local/root.crt"
@@ -85,9 +83,10 @@ def _nginx(v: dict[str, Any]) -> None:
     names = list(v["lectern_proxy_server_names"])
     quoted = " ".join(shlex.quote(n) for n in names)
     tool = f"{SBIN}/lectern-proxy-cert"
-    state = host.get_fact(
-        Command, command=f"{tool} check {quoted} 2>/dev/null || echo missing"
-    ) or "missing"
+    state = (
+        host.get_fact(Command, command=f"{tool} check {quoted} 2>/dev/null || echo missing")
+        or "missing"
+    )
     ensure = None
     if state != "ok" and (v["lectern_proxy_tls"] == "internal" or state == "missing"):
         ensure = server.shell(
