@@ -2,5 +2,5 @@
 
 from pyinfra import local
 
-for concern in ("base", "docker", "library_source", "appliance"):
+for concern in ("base", "docker", "library_source", "appliance", "proxy", "backup"):
     local.include(f"appliance/deploys/{concern}.py")
