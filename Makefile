@@ -106,7 +106,7 @@ lint: venv ## ruff, mypy, yamllint, ansible-lint
 .PHONY: unit
 unit: venv host-packages ## Unit tests (app against calibredb-made libraries, control plane)
 	@echo "== tier: unit"
-	@pytest -q tests/unit tests/app
+	@pytest -q tests/unit tests/app $(wildcard roles/*/tests)
 
 .PHONY: check
 check: lint unit ## Fast tier for the dev loop (< 3 min): lint + unit

@@ -317,10 +317,15 @@ def write_inventory() -> Path:
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "lectern_lab": True,
                 "lectern_lab_pc_address": pc.ip,
-                "lectern_lab_smb_share": SMB_SHARE,
-                "lectern_lab_smb_user": SMB_USER,
-                "lectern_lab_smb_password_file": str(smb_secret_file()),
-                "lectern_lab_registry": f"{registry.ip}:5000",
+                # What only the lab knows (addresses, the secret's path on this machine)
+                # goes here; everything else about the profiles is in group_vars/.
+                "lectern_docker_insecure_registries": [f"{registry.ip}:5000"],
+                "lectern_appliance_image": f"{registry.ip}:5000/lectern/app",
+                "lectern_library_mode": "smb",
+                "lectern_library_smb_host": pc.ip,
+                "lectern_library_smb_share": SMB_SHARE,
+                "lectern_library_smb_username": SMB_USER,
+                "lectern_library_smb_password_file": str(smb_secret_file()),
             },
             "children": {n.name: {"hosts": {n.name: {"ansible_host": n.ip}}} for n in hosts},
         }
