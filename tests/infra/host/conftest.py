@@ -146,3 +146,36 @@ def library_state(pytestconfig: pytest.Config, library: dict[str, Any]) -> str:
     """present|absent for roles/library_source (--lectern-state wins)."""
     explicit = pytestconfig.getoption("lectern_state")
     return str(explicit or library["lectern_library_state"])
+
+
+def _role_vars_of_host(host: Any, file_overrides: dict[str, Any], role: str) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    get_variables = getattr(host.backend, "get_variables", None)
+    if get_variables is not None:
+        data.update(get_variables())
+    data.update(file_overrides)
+    return role_vars(role, data)
+
+
+@pytest.fixture(scope="module")
+def proxy(host: Any, file_overrides: dict[str, Any]) -> dict[str, Any]:
+    """The variables of roles/proxy as the host was provisioned with them."""
+    return _role_vars_of_host(host, file_overrides, "proxy")
+
+
+@pytest.fixture(scope="module")
+def proxy_state(pytestconfig: pytest.Config, proxy: dict[str, Any]) -> str:
+    """present|absent for roles/proxy (--lectern-state wins)."""
+    return str(pytestconfig.getoption("lectern_state") or proxy["lectern_proxy_state"])
+
+
+@pytest.fixture(scope="module")
+def backup(host: Any, file_overrides: dict[str, Any]) -> dict[str, Any]:
+    """The variables of roles/backup as the host was provisioned with them."""
+    return _role_vars_of_host(host, file_overrides, "backup")
+
+
+@pytest.fixture(scope="module")
+def backup_state(pytestconfig: pytest.Config, backup: dict[str, Any]) -> str:
+    """present|absent for roles/backup (--lectern-state wins)."""
+    return str(pytestconfig.getoption("lectern_state") or backup["lectern_backup_state"])
