@@ -170,7 +170,7 @@ def fetch_all(conn: sqlite3.Connection, previous: RawLibrary | None = None) -> d
             sig = (
                 conn.execute(
                     # every row ends in char(30), so a prefix is always made of whole rows
-                f"SELECT group_concat(s || char(30), '') FROM"
+                    f"SELECT group_concat(s || char(30), '') FROM"
                     f" (SELECT {_SIG[key]} AS s FROM {_SIG_TABLE[key]} ORDER BY id)"
                 ).fetchone()[0]
                 or ""
