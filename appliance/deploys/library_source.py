@@ -6,7 +6,13 @@ carries the same files (rclone.conf aside: its secrets are obscured with a rando
 tests/infra/host/test_library_source.py verifies both. Same order and semantics as
 roles/library_source/tasks/*.yml. Secrets: lectern_library_smb_password, else
 $LECTERN_LIBRARY_SMB_PASSWORD, else the file lectern_library_smb_password_file on the
-control machine; never printed.
+control machine; never printed (do not run pyinfra with --diff: it would print the
+rendered secret files).
+
+Ansible's handlers become lazy conditions: an operation's result is only known once
+pyinfra executes it, so "reload systemd / restart the mount when a unit or rclone.conf
+changed" is ``_if=any_changed(...)`` on operations planned right where the role flushes
+its handlers.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory, File, FileContents, Link
 from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
 
 from appliance.deploys import role_vars_checked
 from appliance.roles import RoleError, role_dir, template_path
@@ -53,10 +60,16 @@ def _unit(name: str, v: dict[str, Any], dest_name: str | None = None, **extra: A
     return _template(f"{name}.j2", f"{UNITS}/{dest_name or name}", v, **extra)
 
 
-def _start(unit: str, reload: bool) -> None:
-    systemd.service(
-        name=f"Start {unit}", service=unit, running=True, enabled=True, daemon_reload=reload
-    )
+def _reload(changed: list[Any]) -> None:
+    """The role's "Reload systemd" handler, flushed: only when one of ``changed`` changed."""
+    if changed:
+        systemd.daemon_reload(name="Reload systemd", _if=any_changed(*changed))
+
+
+def _start(unit: str, changed: list[Any]) -> None:
+    """flush_handlers (daemon-reload if a unit file changed), then start and enable."""
+    _reload(changed)
+    systemd.service(name=f"Start {unit}", service=unit, running=True, enabled=True)
 
 
 def _mountpoint(path: str) -> None:
@@ -82,23 +95,31 @@ def _smb_password(v: dict[str, Any]) -> str:
 
 
 def remote_hash(remote: dict[str, Any], section: str) -> str:
-    """sha256 of the declared remote, computed exactly like tasks/rclone_conf.yml does."""
+    """sha256 of the declared remote, computed exactly like tasks/rclone_conf.yml does.
+
+    Jinja's ``dictsort`` sorts keys case-insensitively; ``join`` turns values into str.
+    """
     merged = {**remote, "_section": section}
-    text = "\n".join(f"{key}={value}" for key, value in sorted(merged.items()))
+    ordered = sorted(merged.items(), key=lambda item: str(item[0]).lower())
+    text = "\n".join(f"{key}={value}" for key, value in ordered)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _rclone_conf(v: dict[str, Any], remote: dict[str, Any]) -> bool:
-    """Write rclone.conf only when absent or when the declared remote changed."""
+def _rclone_conf(v: dict[str, Any], remote: dict[str, Any]) -> list[Any]:
+    """Write rclone.conf only when absent or when the declared remote changed.
+
+    Returns the operations that write it (empty when it is up to date), for the
+    "Restart the rclone mount" handler.
+    """
     config_dir = v["lectern_library_config_dir"]
     conf = f"{config_dir}/rclone.conf"
     digest = remote_hash(remote, v["lectern_library_rclone_remote_name"])
     stamp = host.get_fact(FileContents, path=f"{conf}.sha256") or []
     if host.get_fact(File, path=conf) and [line.strip() for line in stamp] == [digest]:
-        return False
+        return []
     plain = f"{conf}.plain"
     # Plain values for a moment (0600, root), obscured on the host by rclone itself.
-    _template("rclone.conf.j2", plain, v, mode="600", lectern_library_rclone_remote=remote)
+    render = _template("rclone.conf.j2", plain, v, mode="600", lectern_library_rclone_remote=remote)
     keys = ",".join(k for k in remote if k in v["lectern_library_rclone_obscure"])
     obscure = (
         "import subprocess,sys,os\n"
@@ -115,17 +136,17 @@ def _rclone_conf(v: dict[str, Any], remote: dict[str, Any]) -> bool:
         "os.write(fd,''.join(out).encode());os.close(fd)\n"
         "os.replace(dst+'.tmp',dst);os.unlink(src)\n"
     )
-    server.shell(
+    write = server.shell(
         name=f"Obscure the secrets into {conf}",
         commands=[
             f"python3 -c {shlex.quote(obscure)} {plain} {conf} {shlex.quote(keys)}",
             f"echo {digest} > {conf}.sha256 && chmod 600 {conf}.sha256",
         ],
     )
-    return True
+    return [render, write]
 
 
-def _local(v: dict[str, Any], root: str) -> tuple[str, str, bool]:
+def _local(v: dict[str, Any], root: str) -> tuple[str, str]:
     path = v["lectern_library_local_path"]
     check = host.get_fact(
         Command,
@@ -150,11 +171,11 @@ def _local(v: dict[str, Any], root: str) -> tuple[str, str, bool]:
         library_source_what=path,
         library_source_where=primary,
     )
-    _start(f"{_unit_name(primary)}.mount", op.did_change())
-    return "bind", "library on this host's disk", op.did_change()
+    _start(f"{_unit_name(primary)}.mount", [op])
+    return "bind", "library on this host's disk"
 
 
-def _smb(v: dict[str, Any], root: str) -> tuple[str, str, bool]:
+def _smb(v: dict[str, Any], root: str) -> tuple[str, str]:
     if not v["lectern_library_smb_host"]:
         raise RoleError(f"roles/{ROLE}: lectern_library_mode=smb needs lectern_library_smb_host")
     password = _smb_password(v)
@@ -181,68 +202,83 @@ def _smb(v: dict[str, Any], root: str) -> tuple[str, str, bool]:
             mode="600",
             lectern_library_smb_password=password,
         )
-        changed = False
-        for kind in ("mount", "automount"):
-            op = _unit(f"cifs.{kind}", v, f"{_unit_name(primary)}.{kind}")
-            changed = changed or op.did_change()
-        _start(f"{_unit_name(primary)}.automount", changed)
-        return transport, reason, changed
+        units = [
+            _unit(f"cifs.{kind}", v, f"{_unit_name(primary)}.{kind}")
+            for kind in ("mount", "automount")
+        ]
+        _start(f"{_unit_name(primary)}.automount", units)
+        return transport, reason
     remote = {
         "type": "smb",
         "host": v["lectern_library_smb_host"],
         "user": v["lectern_library_smb_username"],
         "pass": password,
     }
-    conf_changed = _rclone_conf(v, remote)
-    op = _unit("lectern-library-smb.service", v)
-    systemd.service(
-        name="Start the rclone mount service",
-        service="lectern-library-smb.service",
-        running=True,
-        enabled=True,
-        daemon_reload=op.did_change(),
-        restarted=conf_changed or op.did_change(),
+    conf = _rclone_conf(v, remote)
+    unit = _unit("lectern-library-smb.service", v)
+    service = "lectern-library-smb.service"
+    # flush_handlers: Reload systemd, then "Restart the rclone mount" (a running mount
+    # only: a stopped one is started below)
+    _reload([unit])
+    restart = systemd.service(
+        name="Restart the rclone mount",
+        service=service,
+        running=None,
+        restarted=True,
+        _if=any_changed(unit, *conf),
     )
-    if conf_changed or op.did_change():
-        server.shell(
-            name="Wait for the share's metadata.db",
-            commands=[
-                f"for i in $(seq 30); do [ -f {primary}/metadata.db ] && break; sleep 1; done"
-            ],
-        )
-    return transport, reason, op.did_change()
+    start = systemd.service(
+        name="Start the rclone mount service", service=service, running=True, enabled=True
+    )
+    # Ansible's wait_for never fails and changes nothing; here it runs only when the
+    # mount was (re)started, so that a run with nothing to do stays a no-op.
+    server.shell(
+        name="Wait for the share's metadata.db",
+        commands=[f"for i in $(seq 30); do [ -f {primary}/metadata.db ] && break; sleep 1; done"],
+        _if=any_changed(restart, start),
+    )
+    return transport, reason
 
 
-def _rclone(v: dict[str, Any], root: str) -> tuple[str, str, bool]:
+def _rclone(v: dict[str, Any], root: str) -> tuple[str, str]:
     remote = {**v["lectern_library_rclone_remote"], **v["lectern_library_rclone_remote_secrets"]}
     if "type" not in remote:
         raise RoleError(f"roles/{ROLE}: lectern_library_mode=rclone needs a remote with `type`")
     _rclone_conf(v, remote)
-    files.directory(name="Create the snapshot directory", path=f"{root}/rclone")
-    if host.get_fact(Link, path=f"{root}/sources/primary") is None or not host.get_fact(
-        Link, path=f"{root}/sources/primary"
-    ):
-        files.link(
-            name="Point the primary at the current snapshot",
-            path=f"{root}/sources/primary",
-            target="../rclone/current",
-            force=True,
-            force_backup=False,
-        )
-    changed = False
-    for unit in ("lectern-library-rclone.service", "lectern-library-rclone.timer"):
-        changed = _unit(unit, v).did_change() or changed
-    _start("lectern-library-rclone.timer", changed)
+    files.directory(
+        name="Create the snapshot directory",
+        path=f"{root}/rclone",
+        user="root",
+        group="root",
+        mode="755",
+    )
+    files.link(
+        name="Point the primary at the current snapshot",
+        path=f"{root}/sources/primary",
+        target="../rclone/current",
+        force=True,
+        force_backup=False,
+    )
+    units = [
+        _unit(unit, v)
+        for unit in ("lectern-library-rclone.service", "lectern-library-rclone.timer")
+    ]
+    _start("lectern-library-rclone.timer", units)
     if not host.get_fact(Link, path=f"{root}/rclone/current"):
-        server.shell(name="First sync (staging, check, switch)", commands=[f"{TOOL} rclone-sync"])
+        # rc 2: synced, but no healthy source to point the stable path at (the role
+        # accepts it too); anything else fails the run
+        server.shell(
+            name="First sync (staging, integrity check, atomic switch)",
+            commands=[f"{TOOL} rclone-sync || [ $? -eq 2 ]"],
+        )
     kind = remote["type"]
-    return "rclone-sync", f"timer-driven sync from a {kind} remote", changed
+    return "rclone-sync", f"timer-driven sync from a {kind} remote"
 
 
-def _onedrive(v: dict[str, Any], root: str) -> tuple[str, str, bool]:
+def _onedrive(v: dict[str, Any], root: str) -> tuple[str, str]:
     confdir = f"{v['lectern_library_config_dir']}/onedrive"
-    files.directory(name="Create the onedrive confdir", path=confdir, mode="700")
-    files.directory(name="Create the onedrive sync_dir", path=f"{root}/onedrive", mode="755")
+    for path, mode in ((confdir, "700"), (f"{root}/onedrive", "755")):
+        files.directory(name=f"Create {path}", path=path, user="root", group="root", mode=mode)
     for name in ("config", "sync_list"):
         _template(f"onedrive.{name}.j2", f"{confdir}/{name}", v, mode="600")
     directory = v["lectern_library_onedrive_directory"]
@@ -253,40 +289,55 @@ def _onedrive(v: dict[str, Any], root: str) -> tuple[str, str, bool]:
         force=True,
         force_backup=False,
     )
-    changed = False
-    for unit in ("lectern-library-onedrive.service", "lectern-library-onedrive.path"):
-        changed = _unit(unit, v).did_change() or changed
+    units = [
+        _unit(unit, v)
+        for unit in ("lectern-library-onedrive.service", "lectern-library-onedrive.path")
+    ]
+    _reload(units)
     systemd.service(
         name="Enable the onedrive service",
         service="lectern-library-onedrive.service",
         running=None,  # enable only: onedrive needs an authorization first
         enabled=True,
-        daemon_reload=changed,
     )
-    _start("lectern-library-onedrive.path", False)
+    _start("lectern-library-onedrive.path", [])
     reason = f"Debian onedrive client, monitor mode, single directory {directory}"
-    return "onedrive-monitor", reason, changed
+    return "onedrive-monitor", reason
 
 
 def _replicas(v: dict[str, Any], root: str) -> None:
     replicas = v["lectern_library_replica_paths"]
-    for index, path in enumerate(replicas, start=1):
-        view = f"{root}/sources/replica{index}"
-        files.directory(name=f"Create the replica folder {path}", path=path)
+    views = [f"{root}/sources/replica{index}" for index in range(1, len(replicas) + 1)]
+    for path in replicas:
+        files.directory(
+            name=f"Create the replica folder {path}",
+            path=path,
+            user="root",
+            group="root",
+            mode="755",
+        )
+    for view in views:
         _mountpoint(view)
-        op = _unit(
+    units = [
+        _unit(
             "bind.mount",
             v,
             f"{_unit_name(view)}.mount",
             library_source_what=path,
             library_source_where=view,
         )
-        _start(f"{_unit_name(view)}.mount", op.did_change())
+        for path, view in zip(replicas, views, strict=True)
+    ]
     if replicas:
-        changed = False
-        for unit in ("lectern-library-replicas.service", "lectern-library-replicas.timer"):
-            changed = _unit(unit, v).did_change() or changed
-        _start("lectern-library-replicas.timer", changed)
+        units += [
+            _unit(unit, v)
+            for unit in ("lectern-library-replicas.service", "lectern-library-replicas.timer")
+        ]
+    _reload(units)
+    for view in views:
+        _start(f"{_unit_name(view)}.mount", [])
+    if replicas:
+        _start("lectern-library-replicas.timer", [])
         if any(not host.get_fact(File, path=f"{p}/metadata.db") for p in replicas):
             server.shell(name="Fill the replicas once", commands=[f"{TOOL} sync-replicas || true"])
 
@@ -315,7 +366,7 @@ def _present(v: dict[str, Any]) -> None:
         mode="755",
     )
     setup = {"local": _local, "smb": _smb, "rclone": _rclone, "onedrive": _onedrive}[mode]
-    transport, reason, _ = setup(v, root)
+    transport, reason = setup(v, root)
     print(f"[{host.name}] library source: mode={mode} transport={transport} reason={reason}")
     _template(
         "library-source.j2",
@@ -325,12 +376,26 @@ def _present(v: dict[str, Any]) -> None:
         library_source_reason=reason,
     )
     _replicas(v, root)
-    changed = False
-    for unit in ("lectern-library-health.service", "lectern-library-health.timer"):
-        changed = _unit(unit, v).did_change() or changed
-    _start("lectern-library-health.timer", changed)
-    if not host.get_fact(Link, path=f"{root}/library"):
-        server.shell(name="Point the stable path at a healthy source", commands=[f"{TOOL} switch"])
+    units = [
+        _unit(unit, v)
+        for unit in ("lectern-library-health.service", "lectern-library-health.timer")
+    ]
+    _start("lectern-library-health.timer", units)
+    # The role runs `switch` every time and reports a change only when it switched. The
+    # switch is needed unless the stable path already points at a healthy primary (the
+    # tool's own first choice), which is what a converged host looks like.
+    primary = f"{root}/sources/primary"
+    settled = host.get_fact(
+        Command,
+        command=f'if [ -x {TOOL} ] && [ "$(readlink {root}/library)" = sources/primary ]'
+        f" && {TOOL} check {primary} >/dev/null 2>&1; then echo settled; else echo switch; fi",
+    )
+    if settled != "settled":
+        # rc 2: no healthy source (the link points at a missing path); the role accepts it
+        server.shell(
+            name="Point the stable path at the freshest healthy source",
+            commands=[f"{TOOL} switch || [ $? -eq 2 ]"],
+        )
 
 
 def _absent(v: dict[str, Any]) -> None:
@@ -350,10 +415,20 @@ def _absent(v: dict[str, Any]) -> None:
         files.file(name=f"Remove {unit}", path=f"{UNITS}/{unit}", present=False)
     if units:
         systemd.daemon_reload(name="Reload systemd")
+    # The role runs its removal script every time and reports a change only when it
+    # removed something; run it only when it would (never: a view with content, the
+    # user's data, is kept and does not count).
     leftovers = host.get_fact(
         Command,
-        command=f"ls -A {shlex.quote(root)} 2>/dev/null"
-        " | grep -E '^(library|sources|rclone)$' || true",
+        command=f"root={shlex.quote(root)}; "
+        '[ -L "$root/library" ] && echo library; '
+        'for view in "$root"/sources/*; do '
+        '[ -L "$view" ] && echo "$view"; '
+        '[ -d "$view" ] && ! [ -L "$view" ] && { mountpoint -q "$view"'
+        ' || [ -z "$(ls -A "$view")" ]; } && echo "$view"; done; '
+        '[ -d "$root/sources" ] && [ -z "$(ls -A "$root/sources")" ] && echo sources; '
+        '[ -d "$root/rclone" ] && echo rclone; '
+        '[ -d "$root" ] && [ -z "$(ls -A "$root")" ] && echo root; true',
     )
     if leftovers:
         script = (Path(role_dir(ROLE)) / "tasks" / "absent.yml").read_text()
