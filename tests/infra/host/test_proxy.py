@@ -192,12 +192,22 @@ class TestProxyPresent:
         finally:
             host.run(f"lectern-proxy-switch {' '.join(original)}")
 
-    def test_switch_refuses_and_restores(self, host: Any) -> None:
+    def test_switch_refuses_and_restores(self, host: Any, proxy: dict[str, Any]) -> None:
         before = host.check_output("lectern-proxy-switch --show")
         assert host.run("lectern-proxy-switch 'not a target'").rc == 2
+        assert host.run("lectern-proxy-switch 127.0.0.1:99999").rc == 2
         assert host.run("lectern-proxy-switch 127.0.0.1:9").rc == 5  # nothing listens
-        # an upstream the engine rejects: validation fails, the previous file comes back
-        assert host.run("lectern-proxy-switch --force 127.0.0.1:99999").rc == 3
+        # validation fails: the previous upstream file comes back, nothing is reloaded
+        conf = f"{proxy['lectern_proxy_config_dir']}/proxy.conf"
+        if proxy["lectern_proxy_engine"] == "caddy":  # caddy validate does not resolve names
+            failing = (
+                f"sed 's|^CADDYFILE=.*|CADDYFILE=/nonexistent|' {conf} > /run/lectern-test.conf"
+                " && LECTERN_PROXY_CONF=/run/lectern-test.conf lectern-proxy-switch --force"
+                " 127.0.0.1:8001"
+            )
+        else:  # nginx -t resolves upstream names
+            failing = "lectern-proxy-switch --force no-such-host.invalid:80"
+        assert host.run(failing).rc == 3
         assert host.check_output("lectern-proxy-switch --show") == before
 
 
