@@ -114,7 +114,13 @@ check: lint unit ## Fast tier for the dev loop (< 3 min): lint + unit
 .PHONY: molecule
 molecule: venv engine lab-image ## molecule test for every role (lab host image, idempotence, testinfra)
 	@echo "== tier: molecule"
+	@$(VENV)/bin/appliance lab up >/dev/null
 	@scripts/molecule-all.sh
+
+.PHONY: molecule-full
+molecule-full: venv engine lab-image ## Every molecule scenario of every role (rclone, nginx, s3, ... too)
+	@$(VENV)/bin/appliance lab up >/dev/null
+	@MOLECULE_SCENARIOS=all scripts/molecule-all.sh
 
 .PHONY: image-test
 image-test: venv base-images host-packages ## Image proof: both arches, arm64 under qemu, read-only non-root, /data survives, manifest list, SIGTERM, compose

@@ -22,25 +22,39 @@ else
 fi
 [ ${#roles[@]} -gt 0 ] || { echo "molecule-all: no role has a molecule/ folder" >&2; exit 2; }
 
-failed=()
-summary=()
-for role in "${roles[@]}"; do
-  if [ ! -d "$repo/roles/$role/molecule" ]; then
-    echo "molecule-all: roles/$role has no molecule/ folder" >&2
-    failed+=("$role"); summary+=("$role: missing"); continue
-  fi
-  echo "== molecule: roles/$role"
-  start=$SECONDS
-  if (cd "$repo/roles/$role" && molecule test --all); then
-    result=passed
-  else
-    result=FAILED; failed+=("$role")
-  fi
-  summary+=("$role: $result in $((SECONDS - start))s")
-done
+# MOLECULE_SCENARIOS=all runs every scenario of each role (make molecule-full); the
+# default runs each role's `default` scenario (ON, idempotence, OFF): what make test needs.
+# MOLECULE_JOBS roles run at once (default 2); each role's log goes to .cache/molecule/.
+scope=(); [ "${MOLECULE_SCENARIOS:-default}" = all ] && scope=(--all)
+jobs=${MOLECULE_JOBS:-2}
+logs="$repo/.cache/molecule"; mkdir -p "$logs"
 
+run_role() {
+  local role=$1 start=$SECONDS rc=0
+  if [ ! -d "$repo/roles/$role/molecule" ]; then
+    echo "$role: missing molecule/" > "$logs/$role.result"; return 1
+  fi
+  (cd "$repo/roles/$role" && molecule test "${scope[@]}") > "$logs/$role.log" 2>&1 || rc=$?
+  echo "$role: $([ $rc = 0 ] && echo passed || echo FAILED) in $((SECONDS - start))s" > "$logs/$role.result"
+  return $rc
+}
+
+pids=()
+for role in "${roles[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  echo "== molecule: roles/$role (log: .cache/molecule/$role.log)"
+  run_role "$role" &
+  pids+=($!)
+done
+wait
+
+failed=()
 echo "== molecule summary"
-printf '   %s\n' "${summary[@]}"
+for role in "${roles[@]}"; do
+  line=$(cat "$logs/$role.result" 2>/dev/null || echo "$role: no result")
+  echo "   $line"
+  case $line in *passed*) ;; *) failed+=("$role"); echo "---- last lines of $role.log"; tail -40 "$logs/$role.log" 2>/dev/null ;; esac
+done
 if [ ${#failed[@]} -gt 0 ]; then
   echo "molecule-all: failed: ${failed[*]}" >&2
   exit 1
