@@ -63,6 +63,11 @@ image: venv base-images ## Build the app image (amd64+arm64), push ONE manifest 
 lab: venv lab-image ## Start the lab: pi, server, nas, pc (Samba + Calibre library), registry
 	@$(VENV)/bin/appliance lab up
 
+.PHONY: lab-release
+lab-release: lab ## Build the app image for this machine's arch and push it to the lab registry (what lab hosts run)
+	@PLATFORMS=linux/$$(dpkg --print-architecture) images/build.sh >/dev/null
+	@echo "lab registry: 127.0.0.1:5000/lectern/app:edge ($$(jq -r .digest .cache/image/last-build.json))"
+
 .PHONY: lab-down
 lab-down: venv ## Remove everything the lab made (containers, network, volumes, inventory)
 	@$(VENV)/bin/appliance lab down
@@ -74,7 +79,7 @@ lab-status: venv ## Print a table of the lab
 # ---------------------------------------------------------------- operations
 .PHONY: provision
 provision: venv ## Provision HOST (host or group) with ENGINE=pyinfra|ansible; CHECK=1 for a dry run
-	@if [ "$(INVENTORY)" = "inventories/lab" ]; then $(MAKE) --no-print-directory lab; fi
+	@if [ "$(INVENTORY)" = "inventories/lab" ]; then $(MAKE) --no-print-directory lab-release; fi
 	@$(VENV)/bin/appliance provision $(HOST) --engine $(ENGINE) --inventory $(INVENTORY) $(if $(CHECK),--check,)
 
 .PHONY: rollout
@@ -112,14 +117,12 @@ unit: venv host-packages ## Unit tests (app against calibredb-made libraries, co
 check: lint unit ## Fast tier for the dev loop (< 3 min): lint + unit
 
 .PHONY: molecule
-molecule: venv engine lab-image ## molecule test for every role (lab host image, idempotence, testinfra)
+molecule: venv engine lab-release ## molecule test for every role (lab host image, idempotence, testinfra)
 	@echo "== tier: molecule"
-	@$(VENV)/bin/appliance lab up >/dev/null
 	@scripts/molecule-all.sh
 
 .PHONY: molecule-full
-molecule-full: venv engine lab-image ## Every molecule scenario of every role (rclone, nginx, s3, ... too)
-	@$(VENV)/bin/appliance lab up >/dev/null
+molecule-full: venv engine lab-release ## Every molecule scenario of every role (rclone, nginx, s3, ... too)
 	@MOLECULE_SCENARIOS=all scripts/molecule-all.sh
 
 .PHONY: image-test
@@ -133,7 +136,7 @@ release-test: venv engine lab-image ## On-host release tool on real Docker: gate
 	@pytest -q tests/release
 
 .PHONY: infra
-infra: venv lab ## Provision lab hosts by pyinfra AND Ansible, verify both with one testinfra suite
+infra: venv lab-release ## Provision lab hosts by pyinfra AND Ansible, verify both with one testinfra suite
 	@echo "== tier: infra (pyinfra + ansible, one testinfra suite)"
 	@pytest -q tests/infra
 
