@@ -264,13 +264,6 @@ def _rclone(v: dict[str, Any], root: str) -> tuple[str, str]:
         for unit in ("lectern-library-rclone.service", "lectern-library-rclone.timer")
     ]
     _start("lectern-library-rclone.timer", units)
-    if not host.get_fact(Link, path=f"{root}/rclone/current"):
-        # rc 2: synced, but no healthy source to point the stable path at (the role
-        # accepts it too); anything else fails the run
-        server.shell(
-            name="First sync (staging, integrity check, atomic switch)",
-            commands=[f"{TOOL} rclone-sync || [ $? -eq 2 ]"],
-        )
     kind = remote["type"]
     return "rclone-sync", f"timer-driven sync from a {kind} remote"
 
@@ -375,6 +368,14 @@ def _present(v: dict[str, Any]) -> None:
         library_source_transport=transport,
         library_source_reason=reason,
     )
+    if mode == "rclone" and not host.get_fact(Link, path=f"{root}/rclone/current"):
+        # tasks/rclone_sync.yml: once the state file (the tool's configuration) exists.
+        # rc 2: synced, but no healthy source to point the stable path at (the role
+        # accepts it too); anything else fails the run
+        server.shell(
+            name="First sync (staging, integrity check, atomic switch)",
+            commands=[f"{TOOL} rclone-sync || [ $? -eq 2 ]"],
+        )
     _replicas(v, root)
     units = [
         _unit(unit, v)
