@@ -321,6 +321,7 @@ def write_inventory() -> Path:
                 # goes here; everything else about the profiles is in group_vars/.
                 "lectern_docker_insecure_registries": [f"{registry.ip}:5000"],
                 "lectern_appliance_image": f"{registry.ip}:5000/lectern/app",
+                "lectern_appliance_image_tag": "edge",  # images/build.sh's channel on main
                 "lectern_library_mode": "smb",
                 "lectern_library_smb_host": pc.ip,
                 "lectern_library_smb_share": SMB_SHARE,
