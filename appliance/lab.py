@@ -328,7 +328,18 @@ def write_inventory() -> Path:
                 "lectern_library_smb_username": SMB_USER,
                 "lectern_library_smb_password_file": str(smb_secret_file()),
             },
-            "children": {n.name: {"hosts": {n.name: {"ansible_host": n.ip}}} for n in hosts},
+            "children": {
+                n.name: {
+                    "hosts": {
+                        n.name: {
+                            "ansible_host": n.ip,
+                            # the names the lab CA's certificate must carry for this host
+                            "lectern_proxy_server_names": [n.name, n.ip],
+                        }
+                    }
+                }
+                for n in hosts
+            },
         }
     }
     INVENTORY_DIR.mkdir(parents=True, exist_ok=True)
