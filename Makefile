@@ -91,7 +91,7 @@ rollback: venv ## Roll HOST back to its previous release (issue 7: not built yet
 	@$(VENV)/bin/appliance rollback $(HOST) --inventory $(INVENTORY)
 
 .PHONY: status
-status: venv ## Fleet table: host, release, health, backup age (issue 7: partial)
+status: venv ## Fleet table: release tag + digest, health, books, last backup, library source, disk free
 	@$(VENV)/bin/appliance status --inventory $(INVENTORY)
 
 .PHONY: run

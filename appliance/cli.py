@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance import lab as lab_mod
+from appliance.inventory import InventoryError, load
 from appliance.provision import ENGINES, ProvisionError, provision
+from appliance.status import age, fleet
 
 app = typer.Typer(
     help="Lectern appliance control plane.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -115,9 +118,53 @@ def rollback_cmd(target: str = typer.Argument("all"), inventory: Path = INVENTOR
 
 
 @app.command("status")
-def status_cmd(inventory: Path = INVENTORY_OPT) -> None:
-    """Fleet table (issue 7)."""
-    _not_yet("status", 7)
+def status_cmd(
+    target: str = typer.Argument("all", help="host or group name(s), or 'all'"),
+    inventory: Path = INVENTORY_OPT,
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Fleet table: release tag and digest, health, last backup, library source, disk."""
+    try:
+        hosts = load(inventory).select(target)
+    except InventoryError as exc:
+        fail(str(exc))
+    rows = fleet(hosts)
+    if as_json:
+        console.print_json(json.dumps(rows))
+    else:
+        table = Table(title="Lectern fleet")
+        for col in (
+            "host",
+            "profile",
+            "release",
+            "digest",
+            "health",
+            "books",
+            "backup",
+            "library",
+            "disk free",
+        ):
+            table.add_column(col)
+        for r in rows:
+            lib = r.get("library") or {}
+            colour = "green" if r.get("health") == "healthy" else "red"
+            table.add_row(
+                r["host"],
+                r["profile"],
+                r.get("tag") or "-",
+                (r.get("digest") or "-")[:19],
+                f"[{colour}]{r.get('health')}[/]",
+                str(r.get("books") or "-"),
+                age(r.get("backup_age_s")) if "backup_age_s" in r else "-",
+                f"{lib.get('mode', '-')}/{lib.get('transport') or '-'} -> "
+                f"{lib.get('serving_from') or '-'}"
+                if lib
+                else "-",
+                f"{r['disk_free_gb']} GB" if "disk_free_gb" in r else "-",
+            )
+        console.print(table)
+    if any(r.get("health") == "unreachable" for r in rows):
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -108,3 +108,16 @@ def test_pc_gone_the_app_keeps_serving_from_the_nas_replica(lab: Path) -> None:
         time.sleep(2)
     assert on(host, "readlink /srv/lectern/library").stdout.strip() == "sources/primary"
     assert books_on(host) == expected
+
+
+def test_fleet_status_reports_each_host(lab: Path) -> None:
+    out = run(str(Path(lab_mod.REPO_ROOT) / ".venv" / "bin" / "appliance"), "status", "--json")
+    rows = {r["host"]: r for r in json.loads(out.stdout)}
+    assert set(rows) == {"pi", "server", "nas"}
+    for host in HOSTS:
+        r = rows[host]
+        assert r["health"] == "healthy" and r["books"] == len(calibredb_books()), r
+        assert r["tag"] == "edge" and r["digest"].startswith("sha256:"), r
+        assert r["library"]["mode"] == "smb" and r["backup_age_s"] is not None, r
+        assert r["profile"] == host and r["disk_free_gb"] > 0
+    assert rows["nas"]["provisioned"] is False and rows["nas"]["health"] == "absent"
