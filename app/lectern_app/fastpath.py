@@ -32,7 +32,11 @@ class FastPath:
         if not path.startswith(_NO_LIBRARY):
             lib = svc.state.get()
             scope[SCOPE_LIBRARY] = lib
-            if lib is not None and scope["method"] in ("GET", "HEAD"):
+            if (
+                lib is not None
+                and scope["method"] in ("GET", "HEAD")
+                and _header(scope, b"range") is None
+            ):
                 entry = svc.responses.get(response_key(lib.version, scope))
                 if entry is not None:
                     status = 200

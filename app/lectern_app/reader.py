@@ -48,7 +48,7 @@ class RawLibrary:
     max_lm: str = ""  # the largest last_modified (calibre writes them in one format)
     id_total: int = 0  # sum of book ids: with the count, tells whether books were removed
     name_rows: dict[str, list[Any]] = field(default_factory=dict)  # category tables
-    name_sigs: dict[str, str] = field(default_factory=dict)  # one string per category table
+    name_sigs: dict[str, Any] = field(default_factory=dict)  # a fingerprint per category table
     name_state: dict[str, str] = field(default_factory=dict)  # same | added | changed
     incremental: bool = False  # built from a previous snapshot plus changed books
     names_unchanged: bool = False  # no category renamed or removed (additions are fine)
@@ -118,14 +118,26 @@ _NAME_TABLES = {
         " FROM custom_columns WHERE mark_for_delete = 0 ORDER BY id"
     ),
 }
+
+
+def _agg(name: str, sort: str) -> str:
+    # cheap whole-table fingerprint: counts, lengths and id-weighted characters; a rename
+    # that keeps all of them is caught by the full re-read after a quiet period
+    return (
+        f"count(*), max(id), total(length({name})), total(length({sort})),"
+        f" total(unicode({name}) * id), total(unicode(substr({name}, -1)) * id),"
+        f" total(unicode(substr({name}, (length({name}) + 1) / 2)) * id)"
+    )
+
+
 _SIG = {
-    "authors": "id || char(31) || name || char(31) || coalesce(sort, '')",
-    "series": "id || char(31) || name || char(31) || coalesce(sort, '')",
-    "tags": "id || char(31) || name",
-    "publishers": "id || char(31) || name || char(31) || coalesce(sort, '')",
-    "languages": "id || char(31) || lang_code",
-    "cc": "id || char(31) || label || char(31) || name || char(31) || datatype"
-    " || char(31) || is_multiple || char(31) || mark_for_delete",
+    "authors": _agg("name", "coalesce(sort, '')"),
+    "series": _agg("name", "coalesce(sort, '')"),
+    "tags": _agg("name", "''"),
+    "publishers": _agg("name", "coalesce(sort, '')"),
+    "languages": _agg("lang_code", "''"),
+    "cc": "group_concat(id || char(31) || label || char(31) || name || char(31) || datatype"
+    " || char(31) || is_multiple || char(31) || mark_for_delete, char(30))",
 }
 _SIG_TABLE = {k: k if k != "cc" else "custom_columns" for k in _SIG}
 # per-book tables; {where} narrows them to changed books on an incremental load
@@ -164,25 +176,26 @@ def fetch_all(conn: sqlite3.Connection, previous: RawLibrary | None = None) -> d
             and bool(out["library_id"])
             and out["library_id"][0][0] == previous.library_id
         )
-        sigs: dict[str, str] = {}
+        sigs: dict[str, Any] = {}
         state: dict[str, str] = {}
         for key, sql in _NAME_TABLES.items():
-            sig = (
-                conn.execute(
-                    # every row ends in char(30), so a prefix is always made of whole rows
-                    f"SELECT group_concat(s || char(30), '') FROM"
-                    f" (SELECT {_SIG[key]} AS s FROM {_SIG_TABLE[key]} ORDER BY id)"
-                ).fetchone()[0]
-                or ""
-            )
+            table = _SIG_TABLE[key]
+            sig = tuple(conn.execute(f"SELECT {_SIG[key]} FROM {table}").fetchone())
             sigs[key] = sig
             old = previous.name_sigs.get(key) if same_lib and previous is not None else None
-            if old is not None and sig == old and previous is not None:
+            if old is None or previous is None:
+                state[key] = "changed"
+                out[key] = conn.execute(sql).fetchall()
+                continue
+            if sig == old:
                 state[key] = "same"
                 out[key] = previous.name_rows[key]
-            elif old is not None and previous is not None and sig.startswith(old):
-                # only rows with new (higher) ids: read just those
-                last = max((r[0] for r in previous.name_rows[key]), default=0)
+                continue
+            last = max((r[0] for r in previous.name_rows[key]), default=0)
+            before = tuple(
+                conn.execute(f"SELECT {_SIG[key]} FROM {table} WHERE id <= ?", (last,)).fetchone()
+            )
+            if key != "cc" and before == old:  # only rows with new (higher) ids: read those
                 table_sql = sql.replace(" ORDER BY id", "")
                 out[key] = (
                     previous.name_rows[key]
@@ -191,14 +204,13 @@ def fetch_all(conn: sqlite3.Connection, previous: RawLibrary | None = None) -> d
                     ).fetchall()
                 )
                 state[key] = "added"
-            else:
-                out[key] = conn.execute(sql).fetchall()
-                state[key] = "changed"
-                if old is not None and previous is not None:
-                    # rows added or removed, but none renamed: memberships can be patched
-                    before = {r[0]: r for r in previous.name_rows[key]}
-                    if all(before.get(r[0], r) == r for r in out[key]):
-                        state[key] = "added"
+                continue
+            out[key] = conn.execute(sql).fetchall()
+            state[key] = "changed"
+            # rows added or removed, but none renamed: memberships can be patched
+            rows_before = {r[0]: r for r in previous.name_rows[key]}
+            if all(rows_before.get(r[0], r) == r for r in out[key]):
+                state[key] = "added"
         out["sigs"] = [sigs]
         out["state"] = [state]
         changed: list[int] | None = None

@@ -31,7 +31,6 @@ from .reader import LibraryError
 log = logging.getLogger("lectern.library")
 
 Stamp = tuple[object, ...]
-FULL_RELOAD_EVERY = 50  # incremental reloads between two full ones
 CHECK_INTERVAL = 0.001  # at most one stamp check per millisecond
 
 
@@ -171,8 +170,8 @@ class LibraryState:
             conn = self._connection(ino)
             try:
                 prev_raw = self.current.raw if self.current is not None else None
-                if full or self._incremental_run >= FULL_RELOAD_EVERY:
-                    prev_raw = None  # a full read now and then, whatever the stamps say
+                if full:
+                    prev_raw = None
                 raw = reader.load_with(conn, Path(self.db), prev_raw)
             finally:
                 self._close_conn()
@@ -183,6 +182,17 @@ class LibraryState:
             self._fail(reader.classify(e, Path(self.db)))
             return
         previous = self.current
+        if (
+            previous is not None
+            and raw.incremental
+            and not raw.changed_ids
+            and not raw.removed_ids
+            and all(v == "same" for v in raw.name_state.values())
+        ):
+            # a write that changed nothing we serve (calibre's dirtied-book queue, ...):
+            # keep the snapshot, its version and every cached response
+            self.stamp = stamp
+            return
         if previous is not None and previous.library_id != raw.library_id:
             log.warning(
                 "library replaced: library_id %s -> %s", previous.library_id, raw.library_id

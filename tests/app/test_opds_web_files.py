@@ -227,3 +227,21 @@ def test_random_garbage_never_500(shared_client: TestClient) -> None:
         for base in ("/api/books", "/", "/opds/search", "/api/tags"):
             r = shared_client.get(f"{base}?{qs}")
             assert r.status_code < 500, (base, qs, r.status_code)
+
+
+def test_repeated_download_from_memory_keeps_headers(
+    shared_client: TestClient, listing: list[dict[str, Any]]
+) -> None:
+    first = shared_client.get("/api/files/download/1/pdf")
+    second = shared_client.get("/api/files/download/1/pdf")  # served by the fast path
+    assert first.content == second.content
+    for h in ("content-type", "content-disposition", "etag", "last-modified", "content-length"):
+        assert first.headers[h] == second.headers[h], h
+    assert first.headers["content-type"] == "application/pdf"
+    again = shared_client.get(
+        "/api/files/download/1/pdf", headers={"if-none-match": first.headers["etag"]}
+    )
+    assert again.status_code == 304
+    part = shared_client.get("/api/files/download/1/pdf", headers={"range": "bytes=0-3"})
+    assert part.status_code == 206
+    assert part.content == b"%PDF"

@@ -43,6 +43,7 @@ MIME = {
     "MP3": "audio/mpeg",
     "M4B": "audio/mp4",
 }
+MEMORY_SERVE_MAX = 2 * 1024 * 1024
 _FORMAT = re.compile(r"^[A-Za-z0-9_]{1,16}$")
 
 
@@ -69,12 +70,26 @@ async def download(request: Request, book_id: Annotated[int, Path(ge=0)], fmt: s
     path = safe_join(lib.root, b.path, f.filename)
     if path is None or not path.is_file():
         raise _not_found(f"the {f.fmt} file of book {book_id} is missing on disk")
-    return FileResponse(
+    st = path.stat()
+    response = FileResponse(
         path,
         media_type=mime_for(f.fmt),
         filename=f.filename,
         headers={"cache-control": "private, max-age=0, must-revalidate"},
+        stat_result=st,
     )
+    if st.st_size <= MEMORY_SERVE_MAX and "range" not in request.headers:
+        # small files (most e-books) are kept in memory for this library version; the
+        # fast path answers repeats without touching the disk (Range requests skip it)
+        body = path.read_bytes()
+        headers = [(k.encode(), v.encode()) for k, v in response.headers.items()]
+        headers = [h for h in headers if h[0] != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        etag = response.headers.get("etag", "").encode() or None
+        svc.responses.set(
+            response_key(lib.version, request.scope), CachedResponse(200, headers, body, etag)
+        )
+    return response
 
 
 @router.api_route("/cover/{book_id}", methods=["GET", "HEAD"])
