@@ -148,19 +148,19 @@ def _rclone_conf(v: dict[str, Any], remote: dict[str, Any]) -> list[Any]:
 
 def _local(v: dict[str, Any], root: str) -> tuple[str, str]:
     path = v["lectern_library_local_path"]
+    # tasks/local.yml runs the installed tool; facts are gathered before anything is
+    # installed, so the same tool (files/lectern-library) runs from stdin here
+    tool = (role_dir(ROLE) / "files" / "lectern-library").read_text()
     check = host.get_fact(
         Command,
-        command=f"python3 - {shlex.quote(path)} <<'EOF' || true\n"
-        "import sqlite3,sys\n"
-        "try:\n"
-        " c=sqlite3.connect('file:'+sys.argv[1]+'/metadata.db?mode=ro',uri=True)\n"
-        " print(c.execute('pragma integrity_check').fetchone()[0])\n"
-        "except Exception as e: print(e)\nEOF",
+        command=f"python3 - check --pragma integrity_check {shlex.quote(path)} 2>&1"
+        f" <<'LECTERN_TOOL_EOF' && echo ok || true\n{tool}\nLECTERN_TOOL_EOF",
     )
-    if not path or check != "ok":
+    lines = (check or "").splitlines()
+    if not path or not lines or lines[-1] != "ok":
         raise RoleError(
             f"roles/{ROLE}: lectern_library_local_path={path!r} is not a healthy Calibre library"
-            f" ({check}); point it at the folder holding metadata.db"
+            f" ({' '.join(lines[:1])}); point it at the folder holding metadata.db"
         )
     primary = f"{root}/sources/primary"
     _mountpoint(primary)

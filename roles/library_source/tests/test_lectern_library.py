@@ -86,6 +86,17 @@ def test_check(tmp_path: Path) -> None:
     assert not tool.check(str(bad))[0]
 
 
+def test_check_command_needs_no_state_file(tmp_path: Path) -> None:
+    """The roles check a local library before they have written the state file."""
+    missing = str(tmp_path / "no-state-file")
+    good = library(tmp_path / "ok", 3)
+    assert tool.main(["--config", missing, "check", str(good)]) == 0
+    assert tool.main(["--config", missing, "check", "--pragma", "integrity_check", str(good)]) == 0
+    assert tool.main(["--config", missing, "check", str(tmp_path / "nothing")]) == 1
+    with pytest.raises(FileNotFoundError):
+        tool.main(["--config", missing, "switch"])
+
+
 def test_primary_first_relative_link(layout: dict[str, Path]) -> None:
     library(layout["primary"], 5)
     library(layout["replica"], 4, mtime=4_000_000_000)  # newer, but the primary wins
