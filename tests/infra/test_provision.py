@@ -1,7 +1,8 @@
 """Provision lab hosts by pyinfra AND by Ansible; verify both with one testinfra suite.
 
-pi is provisioned by pyinfra, server by Ansible; nas is left bare to prove --check
-changes nothing. The suite in tests/infra/host is the same one molecule runs.
+pi is provisioned by pyinfra, server by Ansible; nas is left bare to prove a dry run
+changes nothing, and server proves Ansible's --check reports drift without fixing it.
+The suite in tests/infra/host is the same one molecule runs.
 """
 
 from __future__ import annotations
@@ -55,12 +56,22 @@ def test_group_vars_reach_both_engines(lab: Path) -> None:
         assert tz in out and f"LECTERN_PROFILE={host}" in out, out
 
 
-@pytest.mark.parametrize("engine", ["pyinfra", "ansible"])
-def test_check_mode_changes_nothing(lab: Path, engine: str) -> None:
-    assert not marker_exists("nas")
-    out = run(APPLIANCE, "provision", "nas", "--engine", engine, "--check")
-    assert out.returncode == 0
-    assert not marker_exists("nas"), f"--check with {engine} wrote to nas"
+def test_dry_run_on_a_bare_host_changes_nothing(lab: Path) -> None:
+    assert not marker_exists("nas"), "nas is expected bare (make lab-down && make lab)"
+    run(APPLIANCE, "provision", "nas", "--check")
+    assert not marker_exists("nas"), "pyinfra --dry wrote to nas"
+
+
+def test_check_mode_reports_drift_without_fixing_it(lab: Path) -> None:
+    dropin = "/etc/systemd/journald.conf.d/50-lectern.conf"
+    run(*lab_mod.ssh_args(IP["server"]), f"echo '# local edit' | sudo tee -a {dropin}")
+    out = run(APPLIANCE, "provision", "server", "--engine", "ansible", "--check").stdout
+    assert ansible_recap(out, "server")["changed"] >= 1 and "# local edit" in out  # the diff
+    still = run(*lab_mod.ssh_args(IP["server"]), f"cat {dropin}").stdout
+    assert "# local edit" in still, "--check must not change the host"
+    fixed = run(APPLIANCE, "provision", "server", "--engine", "ansible").stdout
+    assert ansible_recap(fixed, "server")["failed"] == 0
+    assert "# local edit" not in run(*lab_mod.ssh_args(IP["server"]), f"cat {dropin}").stdout
 
 
 def test_unknown_host_is_a_one_line_error(lab: Path) -> None:
