@@ -320,7 +320,7 @@ def markdown(r: dict[str, Any]) -> str:
                 ratio = (
                     f"{lec['rps'] / cw['rps']:.0f}x"
                     if cw["rps"]
-                    else f">{lec['rps'] * max(r['duration_s'], 20):.0f}x (none finished)"
+                    else "calibre-web finished no request in 20 s"
                 )
                 cw_cols = f"{cw['rps']:.1f}{cw_err} | {cw['p50_ms']:.0f} | {cw['p99_ms']:.0f}"
             else:
@@ -331,6 +331,11 @@ def markdown(r: dict[str, Any]) -> str:
             )
     lec = r["lectern"]
     lines.append("")
+    lines.append(
+        f"- machine: {r.get('cpus')} CPUs shared with other jobs; load average "
+        f"{' '.join(r.get('loadavg_start', []))} at the start, "
+        f"{' '.join(r.get('loadavg_end', []))} at the end"
+    )
     lines.append(
         f"- Lectern: cold start {lec['cold_start_s']:.2f} s, RSS {lec['rss_mb']:.0f} MB "
         f"(peak {lec['rss_peak_mb']:.0f} MB)"
