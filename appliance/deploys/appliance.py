@@ -172,8 +172,11 @@ def _present(v: dict[str, Any]) -> None:
             mode="750",
         )
     library = v["lectern_appliance_library_path"]
-    exists = host.get_fact(Command, command=f"test -e {shlex.quote(library)} && echo yes || true")
-    if exists != "yes":  # usually a mount (library_source role): left as it is
+    quoted = shlex.quote(library)
+    exists = host.get_fact(Command, command=f"test -e {quoted} -o -L {quoted} && echo yes || true")
+    # With a library mount, the library_source role owns the path (a symlink it switches,
+    # created later in this same run): never create it here.
+    if exists != "yes" and not v["lectern_appliance_library_mount"]:
         files.directory(
             name="Create the library path (missing)",
             path=library,
