@@ -143,3 +143,22 @@ def test_sync_replicas(layout: dict[str, Path]) -> None:
     assert sqlite3.connect(copy).execute("select count(*) from books").fetchone() == (7,)
     assert (layout["target"] / "Author" / "book.epub").read_text() == "epub"
     assert not list(layout["target"].glob(".metadata.db*"))
+
+
+def test_a_source_that_does_not_answer_is_given_up(layout: dict[str, Path]) -> None:
+    """A primary whose reads block (here: a writer's EXCLUSIVE lock; for real: a FUSE
+    mount whose PC went away) must not stall the switch: the replica takes over."""
+    library(layout["primary"], 5)
+    library(layout["replica"], 5)
+    with open(layout["config"], "a") as fh:
+        fh.write("check_timeout=2\n")
+    holder = sqlite3.connect(layout["primary"] / "metadata.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # readers now wait for the busy timeout (10 s)
+    try:
+        assert run(layout, "switch") == 0
+        assert link(layout) == "sources/replica1"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert run(layout, "switch") == 0
+    assert link(layout) == "sources/primary"
