@@ -240,6 +240,9 @@ def _ensure_container(node: LabNode) -> str:
         _docker("rm", "-f", node.container)  # built from an older image or another checkout
         state = None
     if state is None:
+        if node.role == "host":
+            # A new host is a bare host: never inherit a previous one's /var/lib/docker.
+            _docker("volume", "rm", "-f", f"lectern-lab-{node.name}-docker", check=False)
         _docker("run", "-d", "--name", node.container, *args, image)
         return "created"
     if state["running"] != "True":

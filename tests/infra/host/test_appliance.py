@@ -138,8 +138,14 @@ class TestPresent:
         mounts = {m["Destination"]: m for m in _inspect(host, _container(app))["Mounts"]}
         assert mounts["/data"]["Source"] == app["lectern_appliance_data_dir"]
         assert mounts["/data"]["RW"] is True
-        assert mounts["/library"]["Source"] == app["lectern_appliance_library_path"]
-        assert mounts["/library"]["RW"] is False
+        root = app["lectern_appliance_library_mount"]
+        if root:  # library_source's root at the same path, read-only, mounts propagating
+            assert mounts[root]["Source"] == root
+            assert mounts[root]["RW"] is False
+            assert mounts[root]["Propagation"] == "rslave"
+        else:
+            assert mounts["/library"]["Source"] == app["lectern_appliance_library_path"]
+            assert mounts["/library"]["RW"] is False
 
     def test_release_tool(self, host: Any, app: dict[str, Any]) -> None:
         tool = host.file(app["lectern_appliance_release_tool"])
