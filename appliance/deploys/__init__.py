@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
+from pyinfra.operations import files
 
-from appliance.roles import RoleError, role_dir, role_vars
+from appliance.roles import RoleError, role_dir, role_vars, template_path
 
 # Ansible's argument-spec type names -> the Python types a YAML value may have.
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -80,3 +81,23 @@ def role_vars_checked(role: str, host_data: Mapping[str, Any]) -> dict[str, Any]
     variables = role_vars(role, host_data)
     validate(role, variables)
     return variables
+
+
+def render(
+    role: str, name: str, dest: str, v: Mapping[str, Any], mode: str = "644", **extra: Any
+) -> Any:
+    """files.template of roles/<role>/templates/<name>, rendered exactly as Ansible does.
+
+    root-owned, Ansible's template default trim_blocks=True; the role's variables ``v``
+    (plus ``extra`` template variables or operation arguments) go to the template.
+    """
+    return files.template(
+        name=f"Render {dest}",
+        src=template_path(role, name),
+        dest=dest,
+        user="root",
+        group="root",
+        mode=mode,
+        jinja_env_kwargs={"trim_blocks": True},
+        **{**v, **extra},
+    )

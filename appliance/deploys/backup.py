@@ -26,8 +26,8 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import role_vars_checked
-from appliance.roles import role_dir, template_path
+from appliance.deploys import render, role_vars_checked
+from appliance.roles import role_dir
 
 ROLE = "backup"
 TOOL = "/usr/local/sbin/lectern-backup"
@@ -41,20 +41,6 @@ UNITS = (
     "lectern-backup-drill.timer",
 )
 TIMERS = tuple(unit for unit in UNITS if unit.endswith(".timer"))
-
-
-def _template(name: str, dest: str, v: dict[str, Any], mode: str = "644") -> Any:
-    """files.template of roles/backup/templates/<name>, rendered like Ansible renders it."""
-    return files.template(
-        name=f"Render {dest}",
-        src=template_path(ROLE, name),
-        dest=dest,
-        user="root",
-        group="root",
-        mode=mode,
-        jinja_env_kwargs={"trim_blocks": True},
-        **v,
-    )
 
 
 def packages(v: dict[str, Any]) -> list[str]:
@@ -85,8 +71,12 @@ def _present(v: dict[str, Any]) -> None:
     password_file = v["lectern_backup_password_file"]
     password = v["lectern_backup_password"] or os.environ.get("LECTERN_BACKUP_PASSWORD", "")
     if password:
-        _template(
-            "restic-password.j2", password_file, {**v, "lectern_backup_password": password}, "600"
+        render(
+            ROLE,
+            "restic-password.j2",
+            password_file,
+            {**v, "lectern_backup_password": password},
+            "600",
         )
     elif not host.get_fact(File, path=password_file):
         # Generated once; never replaced (it opens every snapshot already taken).
@@ -96,8 +86,8 @@ def _present(v: dict[str, Any]) -> None:
                 f"umask 077; head -c 32 /dev/urandom | base64 > {shlex.quote(password_file)}"
             ],
         )
-    _template("env.j2", f"{config_dir}/env", v, "600")
-    _template("backup.conf.j2", f"{config_dir}/backup.conf", v)
+    render(ROLE, "env.j2", f"{config_dir}/env", v, "600")
+    render(ROLE, "backup.conf.j2", f"{config_dir}/backup.conf", v)
     files.put(
         name="Install the lectern-backup tool",
         src=str(role_dir(ROLE) / "files" / "lectern-backup"),
@@ -119,7 +109,7 @@ def _present(v: dict[str, Any]) -> None:
     if initialized != "yes":
         server.shell(name="Initialise the repository", commands=[f"{TOOL} init"])
 
-    units = [_template(f"{unit}.j2", f"{UNITS_DIR}/{unit}", v) for unit in UNITS]
+    units = [render(ROLE, f"{unit}.j2", f"{UNITS_DIR}/{unit}", v) for unit in UNITS]
     systemd.daemon_reload(name="Reload systemd (changed units)", _if=any_changed(*units))
     for timer in TIMERS:
         systemd.service(name=f"Start and enable {timer}", service=timer, running=True, enabled=True)

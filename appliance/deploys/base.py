@@ -22,30 +22,13 @@ from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.facts.server import Command, Hostname
 from pyinfra.operations import apt, files, server, systemd
 
-from appliance.deploys import role_vars_checked
-from appliance.roles import template_path
+from appliance.deploys import render, role_vars_checked
 
 ROLE = "base"
 JOURNALD_DIR = "/etc/systemd/journald.conf.d"
 JOURNALD_DROPIN = f"{JOURNALD_DIR}/50-lectern.conf"
 BUILTIN_LOCALES = ("C.UTF-8", "C.utf8", "C", "POSIX")
 PI_CONFIG_TXT = ("/boot/firmware/config.txt", "/boot/config.txt")
-
-
-def _template(name: str, dest: str, v: dict[str, Any], **kwargs: Any) -> Any:
-    """files.template of roles/base/templates/<name>, rendered like Ansible renders it."""
-    return files.template(
-        name=f"Render {dest}",
-        src=template_path(ROLE, name),
-        dest=dest,
-        user="root",
-        group="root",
-        mode="644",
-        # Ansible's template module defaults to trim_blocks=True; match it exactly.
-        jinja_env_kwargs={"trim_blocks": True},
-        **kwargs,
-        **v,
-    )
 
 
 def _is_pi(v: dict[str, Any]) -> bool:
@@ -99,7 +82,7 @@ def _present(v: dict[str, Any]) -> None:
     if locale not in BUILTIN_LOCALES:
         apt.packages(name="Install the locales package", packages=["locales"])
         server.locale(name=f"Generate the locale {locale}", locale=locale)
-    _template("locale.j2", "/etc/default/locale", v)
+    render(ROLE, "locale.j2", "/etc/default/locale", v)
 
     tz = v["lectern_base_timezone"]
     files.link(
@@ -109,7 +92,7 @@ def _present(v: dict[str, Any]) -> None:
         force=True,
         force_backup=False,
     )
-    _template("timezone.j2", "/etc/timezone", v)
+    render(ROLE, "timezone.j2", "/etc/timezone", v)
 
     if v["lectern_base_hostname"]:
         _hostname(v["lectern_base_hostname"])
@@ -147,7 +130,7 @@ def _present(v: dict[str, Any]) -> None:
         group="root",
         mode="755",
     )
-    journald = _template("journald-lectern.conf.j2", JOURNALD_DROPIN, v)
+    journald = render(ROLE, "journald-lectern.conf.j2", JOURNALD_DROPIN, v)
     systemd.service(
         name="Restart journald",
         service="systemd-journald",
@@ -162,7 +145,7 @@ def _present(v: dict[str, Any]) -> None:
         group="root",
         mode="755",
     )
-    _template("release.j2", f"{v['lectern_base_config_dir']}/release", v)
+    render(ROLE, "release.j2", f"{v['lectern_base_config_dir']}/release", v)
 
     if _is_pi(v):
         _pi(v, present=True)

@@ -22,8 +22,7 @@ from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 
-from appliance.deploys import role_vars_checked
-from appliance.roles import template_path
+from appliance.deploys import render, role_vars_checked
 
 ROLE = "docker"
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -31,22 +30,6 @@ REPO_KEY = "/etc/apt/keyrings/docker.asc"
 REPO_SOURCES = "/etc/apt/sources.list.d/docker.sources"
 ENGINE_UNITS = ("docker.socket", "docker.service", "containerd.service")
 CMDLINE_TXT = ("/boot/firmware/cmdline.txt", "/boot/cmdline.txt")
-
-
-def _template(name: str, dest: str, v: dict[str, Any], **extra: Any) -> Any:
-    """files.template of roles/docker/templates/<name>, rendered like Ansible renders it."""
-    return files.template(
-        name=f"Render {dest}",
-        src=template_path(ROLE, name),
-        dest=dest,
-        user="root",
-        group="root",
-        mode="644",
-        # Ansible's template module defaults to trim_blocks=True; match it exactly.
-        jinja_env_kwargs={"trim_blocks": True},
-        **v,
-        **extra,
-    )
 
 
 def host_arch() -> tuple[str, str]:
@@ -127,8 +110,8 @@ def _present(v: dict[str, Any]) -> None:
             group="root",
             mode="644",
         )
-        repo = _template(
-            "docker.sources.j2", REPO_SOURCES, v, docker__arch=arch, docker__codename=codename
+        repo = render(
+            ROLE, "docker.sources.j2", REPO_SOURCES, v, docker__arch=arch, docker__codename=codename
         )
 
     installed = host.get_fact(DebPackages) or {}
@@ -140,7 +123,7 @@ def _present(v: dict[str, Any]) -> None:
     files.directory(
         name="Create /etc/docker", path="/etc/docker", user="root", group="root", mode="755"
     )
-    daemon = _template("daemon.json.j2", DAEMON_JSON, v)
+    daemon = render(ROLE, "daemon.json.j2", DAEMON_JSON, v)
     apt.packages(
         name="Install the engine and docker-compose", packages=packages, no_recommends=True
     )
@@ -163,8 +146,12 @@ def _present(v: dict[str, Any]) -> None:
         group="root",
         mode="755",
     )
-    _template(
-        "docker-arch.j2", f"{v['lectern_docker_config_dir']}/docker-arch", v, docker__arch=arch
+    render(
+        ROLE,
+        "docker-arch.j2",
+        f"{v['lectern_docker_config_dir']}/docker-arch",
+        v,
+        docker__arch=arch,
     )
 
     if _is_pi(v):

@@ -31,8 +31,8 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import role_vars_checked
-from appliance.roles import RoleError, role_dir, template_path
+from appliance.deploys import render, role_vars_checked
+from appliance.roles import RoleError, role_dir
 
 ROLE = "library_source"
 TOOL = "/usr/local/sbin/lectern-library"
@@ -43,21 +43,8 @@ def _unit_name(path: str) -> str:
     return path.strip("/").replace("/", "-")
 
 
-def _template(name: str, dest: str, v: dict[str, Any], mode: str = "644", **extra: Any) -> Any:
-    return files.template(
-        name=f"Render {dest}",
-        src=template_path(ROLE, name),
-        dest=dest,
-        user="root",
-        group="root",
-        mode=mode,
-        jinja_env_kwargs={"trim_blocks": True},
-        **{**v, **extra},
-    )
-
-
 def _unit(name: str, v: dict[str, Any], dest_name: str | None = None, **extra: Any) -> Any:
-    return _template(f"{name}.j2", f"{UNITS}/{dest_name or name}", v, **extra)
+    return render(ROLE, f"{name}.j2", f"{UNITS}/{dest_name or name}", v, **extra)
 
 
 def _reload(changed: list[Any]) -> None:
@@ -119,7 +106,9 @@ def _rclone_conf(v: dict[str, Any], remote: dict[str, Any]) -> list[Any]:
         return []
     plain = f"{conf}.plain"
     # Plain values for a moment (0600, root), obscured on the host by rclone itself.
-    render = _template("rclone.conf.j2", plain, v, mode="600", lectern_library_rclone_remote=remote)
+    plain_conf = render(
+        ROLE, "rclone.conf.j2", plain, v, mode="600", lectern_library_rclone_remote=remote
+    )
     keys = ",".join(k for k in remote if k in v["lectern_library_rclone_obscure"])
     obscure = (
         "import subprocess,sys,os\n"
@@ -143,7 +132,7 @@ def _rclone_conf(v: dict[str, Any], remote: dict[str, Any]) -> list[Any]:
             f"echo {digest} > {conf}.sha256 && chmod 600 {conf}.sha256",
         ],
     )
-    return [render, write]
+    return [plain_conf, write]
 
 
 def _local(v: dict[str, Any], root: str) -> tuple[str, str]:
@@ -195,7 +184,8 @@ def _smb(v: dict[str, Any], root: str) -> tuple[str, str]:
     _mountpoint(primary)
     config_dir = v["lectern_library_config_dir"]
     if transport == "kernel-cifs":
-        _template(
+        render(
+            ROLE,
             "smb-credentials.j2",
             f"{config_dir}/smb-credentials",
             v,
@@ -273,7 +263,7 @@ def _onedrive(v: dict[str, Any], root: str) -> tuple[str, str]:
     for path, mode in ((confdir, "700"), (f"{root}/onedrive", "755")):
         files.directory(name=f"Create {path}", path=path, user="root", group="root", mode=mode)
     for name in ("config", "sync_list"):
-        _template(f"onedrive.{name}.j2", f"{confdir}/{name}", v, mode="600")
+        render(ROLE, f"onedrive.{name}.j2", f"{confdir}/{name}", v, mode="600")
     directory = v["lectern_library_onedrive_directory"]
     files.link(
         name="Point the primary at the synced folder",
@@ -361,7 +351,8 @@ def _present(v: dict[str, Any]) -> None:
     setup = {"local": _local, "smb": _smb, "rclone": _rclone, "onedrive": _onedrive}[mode]
     transport, reason = setup(v, root)
     print(f"[{host.name}] library source: mode={mode} transport={transport} reason={reason}")
-    _template(
+    render(
+        ROLE,
         "library-source.j2",
         f"{config_dir}/library-source",
         v,

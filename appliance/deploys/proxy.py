@@ -23,8 +23,8 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import role_vars_checked
-from appliance.roles import role_dir, template_path
+from appliance.deploys import render, role_vars_checked
+from appliance.roles import role_dir
 
 ROLE = "proxy"
 SBIN = "/usr/local/sbin"
@@ -33,20 +33,6 @@ CADDYFILE = "/etc/caddy/Caddyfile"
 NGINX_SITE = "/etc/nginx/sites-available/lectern.conf"
 NGINX_LINK = "/etc/nginx/sites-enabled/lectern.conf"
 ACME_WEBROOT = "/var/www/lectern-acme"
-
-
-def _template(name: str, dest: str, v: dict[str, Any], mode: str = "644") -> Any:
-    """files.template of roles/proxy/templates/<name>, rendered like Ansible renders it."""
-    return files.template(
-        name=f"Render {dest}",
-        src=template_path(ROLE, name),
-        dest=dest,
-        user="root",
-        group="root",
-        mode=mode,
-        jinja_env_kwargs={"trim_blocks": True},
-        **v,
-    )
 
 
 def packages(v: dict[str, Any]) -> list[str]:
@@ -59,7 +45,7 @@ def packages(v: dict[str, Any]) -> list[str]:
 
 
 def _caddy(v: dict[str, Any]) -> None:
-    caddyfile = _template("Caddyfile.j2", CADDYFILE, v)
+    caddyfile = render(ROLE, "Caddyfile.j2", CADDYFILE, v)
     systemd.service(name="Start and enable Caddy", service="caddy", running=True, enabled=True)
     systemd.service(name="Reload caddy", service="caddy", reloaded=True, _if=caddyfile.did_change)
     if v["lectern_proxy_tls"] != "internal":
@@ -95,7 +81,7 @@ def _nginx(v: dict[str, Any]) -> None:
     files.directory(
         name="Create the ACME webroot", path=ACME_WEBROOT, user="root", group="root", mode="755"
     )
-    site = _template("lectern-nginx.conf.j2", NGINX_SITE, v)
+    site = render(ROLE, "lectern-nginx.conf.j2", NGINX_SITE, v)
     link = files.link(name="Enable the nginx site", path=NGINX_LINK, target=NGINX_SITE)
     systemd.service(name="Start and enable nginx", service="nginx", running=True, enabled=True)
     changed = [site, link] + ([ensure] if ensure is not None else [])
@@ -135,7 +121,7 @@ def _present(v: dict[str, Any]) -> None:
         group="root",
         mode="755",
     )
-    _template("proxy.conf.j2", f"{config_dir}/proxy.conf", v)
+    render(ROLE, "proxy.conf.j2", f"{config_dir}/proxy.conf", v)
     for script in SCRIPTS:
         files.put(
             name=f"Install {script}",
@@ -149,7 +135,7 @@ def _present(v: dict[str, Any]) -> None:
     upstream = f"{config_dir}/upstream.{engine}"
     if not host.get_fact(File, path=upstream):
         # Created only when absent: afterwards the release tool owns it.
-        _template(f"upstream.{engine}.j2", upstream, v)
+        render(ROLE, f"upstream.{engine}.j2", upstream, v)
     if engine == "caddy":
         _caddy(v)
     else:
