@@ -7,11 +7,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import JSONResponse, Response
 
 from . import __version__
+from .accounts import mount as accounts_mount
+from .accounts.config import AccountSettings
+from .accounts.gate import AuthGate
+from .accounts.service import Accounts
 from .api import books, categories, files, health
 from .config import Settings
 from .fastpath import FastPath
@@ -20,9 +25,14 @@ from .services import Services
 log = logging.getLogger("lectern")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, account_settings: AccountSettings | None = None
+) -> FastAPI:
     settings = settings or Settings.from_env()
     svc = Services(settings)
+    accounts = Accounts(
+        account_settings or AccountSettings.from_env(settings.data_dir), settings.data_dir
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,6 +40,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             log.error("DATA_DIR %s is not writable: %s", settings.data_dir, e)
+        try:
+            await anyio.to_thread.run_sync(accounts.start)
+        except Exception as e:  # anonymous browsing goes on; sign-in answers 503
+            log.error("accounts database unavailable: %s: %s", type(e).__name__, e)
         svc.state.refresh()
         watcher = None
         if settings.watch and settings.library_path is not None:
@@ -43,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if watcher is not None:
                 watcher.stop()
             svc.state.close()
+            accounts.close()
 
     app = FastAPI(
         title="Lectern",
@@ -53,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/api/openapi.json",
     )
     app.state.services = svc
+    app.state.accounts = accounts
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -90,8 +106,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from . import opds, web
 
     app.include_router(opds.router)
+    accounts_mount(app)
     web.mount(app)
     app.add_middleware(FastPath, services=svc)
+    app.add_middleware(AuthGate, accounts=accounts)  # outermost: before the fast path
     return app
 
 

@@ -1,0 +1,227 @@
+"""ASGI gate in front of the app: who is asking, and may they?
+
+Resolves a principal from `Authorization: Bearer <JWT | lct_ API token>`,
+`Authorization: Basic` (OPDS readers; the password may also be an API token) or the web
+session cookie, and puts it in the scope. It sits OUTSIDE the response fast path, so a
+cached page is never handed to someone the gate refused, and with the auth cache an
+authenticated request costs dict lookups, not a DB query or a password hash.
+
+Anonymous access (AUTH_REQUIRED=false, the default): library pages, the books API and
+OPDS stay open as before; credentials, when sent, must be valid (a wrong password is a
+401, never a silent downgrade to anonymous). AUTH_REQUIRED=true: everything but OPEN
+needs a user. /api/user/* and /api/admin/* always need one (their routes check).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from http.cookies import SimpleCookie
+from urllib.parse import quote
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .authcache import Principal
+from .service import AccountError, Accounts
+
+SCOPE_USER = "lectern.user"
+ACCESS_COOKIE = "lectern_access"
+REFRESH_COOKIE = "lectern_refresh"
+OPEN = (
+    "/api/health",
+    "/metrics",
+    "/static/",
+    "/favicon.ico",
+    "/api/auth/",
+    "/api/docs",
+    "/api/openapi.json",
+    "/login",
+    "/logout",
+    "/users/",  # KOReader sync authenticates with its own headers
+    "/syncs/",
+    "/healthcheck",
+)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return bytes(v).decode("latin-1")
+    return None
+
+
+def _cookies(scope: Scope) -> dict[str, str]:
+    raw = _header(scope, b"cookie")
+    if not raw:
+        return {}
+    c: SimpleCookie = SimpleCookie()
+    try:
+        c.load(raw)
+    except Exception:
+        return {}
+    return {k: m.value for k, m in c.items()}
+
+
+def session_cookies(access: str, refresh: str, refresh_max_age: int, secure: bool) -> list[str]:
+    flags = "; HttpOnly; SameSite=Lax" + ("; Secure" if secure else "")
+    return [
+        f"{ACCESS_COOKIE}={access}; Path=/{flags}",
+        f"{REFRESH_COOKIE}={refresh}; Path=/; Max-Age={refresh_max_age}{flags}",
+    ]
+
+
+def clear_cookies() -> list[str]:
+    return [
+        f"{ACCESS_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
+        f"{REFRESH_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
+    ]
+
+
+class AuthGate:
+    def __init__(self, app: ASGIApp, accounts: Accounts) -> None:
+        self.app = app
+        self.accounts = accounts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        acc = self.accounts
+        auth = _header(scope, b"authorization")
+        principal: Principal | None = None
+        if not acc.started:  # accounts database down: anonymous only, never a 500
+            if (auth or acc.settings.auth_required) and not path.startswith(OPEN):
+                await _deny(send, scope, 503, "accounts_unavailable", "accounts database down")
+                return
+            scope[SCOPE_USER] = None
+            await self.app(scope, receive, send)
+            return
+        set_cookies: list[str] = []
+        if auth:
+            try:
+                principal = await self._from_header(auth)
+            except AccountError as e:
+                if path.startswith(OPEN) and not path.startswith("/api/auth/logout"):
+                    principal = None  # e.g. a stale header on /api/health or login
+                else:
+                    await _deny(send, scope, e.status, e.code, e.message)
+                    return
+        else:
+            cookies = _cookies(scope)
+            if ACCESS_COOKIE in cookies or REFRESH_COOKIE in cookies:
+                principal, set_cookies = await self._from_cookies(cookies)
+        scope[SCOPE_USER] = principal
+        if principal is None and acc.settings.auth_required and not path.startswith(OPEN):
+            await _deny(send, scope, 401, "auth_required", "sign in first")
+            return
+        if not set_cookies:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_cookies(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(b"set-cookie", c.encode()) for c in set_cookies]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookies)
+
+    async def _from_header(self, auth: str) -> Principal:
+        acc = self.accounts
+        scheme, _, value = auth.partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if scheme == "bearer" and value.startswith("lct_"):
+            p = await self._run(lambda: acc.from_api_token(value), acc.cached_api_token(value))
+            if p is None:
+                raise AccountError(401, "invalid_token", "unknown or revoked API token")
+            return p
+        if scheme == "bearer" and value:
+            claims_p = acc.cached_access(value)
+            if claims_p is not None:
+                return claims_p
+            return await anyio.to_thread.run_sync(acc.from_access_token, value)
+        if scheme == "basic" and value:
+            try:
+                user, sep, pw = base64.b64decode(value, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                raise AccountError(401, "invalid_credentials", "malformed Basic header") from None
+            if not sep:
+                raise AccountError(401, "invalid_credentials", "malformed Basic header")
+            p = await self._run(lambda: acc.from_password(user, pw), acc.cached_password(user, pw))
+            if p is None:
+                raise AccountError(401, "invalid_credentials", "wrong username or password")
+            return p
+        raise AccountError(401, "invalid_credentials", "unsupported Authorization scheme")
+
+    @staticmethod
+    async def _run(
+        slow: Callable[[], Principal | None], cached: Principal | None
+    ) -> Principal | None:
+        if cached is not None:
+            return cached
+        return await anyio.to_thread.run_sync(slow)
+
+    async def _from_cookies(self, cookies: dict[str, str]) -> tuple[Principal | None, list[str]]:
+        acc = self.accounts
+        access = cookies.get(ACCESS_COOKIE)
+        if access:
+            p = acc.cached_access(access)
+            if p is not None:
+                return p, []
+            try:
+                return await anyio.to_thread.run_sync(acc.from_access_token, access), []
+            except AccountError:
+                pass
+        refresh = cookies.get(REFRESH_COOKIE)
+        if refresh:
+            try:
+                pair, p = await anyio.to_thread.run_sync(acc.refresh, refresh)
+            except AccountError:
+                return None, clear_cookies()
+            return p, session_cookies(
+                pair.access,
+                pair.refresh,
+                acc.settings.refresh_days * 86400,
+                acc.settings.cookie_secure,
+            )
+        return None, clear_cookies()
+
+
+async def _deny(send: Send, scope: Scope, status: int, code: str, message: str) -> None:
+    path: str = scope["path"]
+    accept = _header(scope, b"accept") or ""
+    if (
+        status == 401
+        and "text/html" in accept
+        and not path.startswith(("/api", "/opds"))
+        and scope["method"] in ("GET", "HEAD")
+    ):
+        target = path + (
+            "?" + scope["query_string"].decode("latin-1") if scope["query_string"] else ""
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [(b"location", f"/login?next={quote(target, safe='')}".encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = json.dumps({"detail": {"error": code, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        challenge = (
+            b'Basic realm="Lectern", charset="UTF-8"'
+            if path.startswith("/opds")
+            else (b'Bearer realm="Lectern"')
+        )
+        headers.append((b"www-authenticate", challenge))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,164 @@
+"""Secret key, argon2id password hashes, JWT access/refresh tokens, keyed hashes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+ISSUER = "lectern"
+AUD_ACCESS = "lectern:access"
+AUD_REFRESH = "lectern:refresh"
+ALGORITHM = "HS256"
+_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile (t=3, m=64 MiB, p=4)
+# a real hash to spend the same time on for unknown users (no user-enumeration by timing)
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+def load_secret_key(data_dir: Path, given: str | None) -> str:
+    """SECRET_KEY if given, else the one generated on first start into DATA_DIR (0600)."""
+    if given:
+        return given
+    path = data_dir / "secret_key"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another worker is writing it right now
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.05)
+        raise RuntimeError(f"{path} is empty") from None
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    os.chmod(path, 0o600)
+    return key
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored: str | None, password: str) -> bool:
+    if not stored:
+        _burn(password)
+        return False
+    try:
+        return _hasher.verify(stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def _burn(password: str) -> None:
+    with contextlib.suppress(VerifyMismatchError, VerificationError, InvalidHashError):
+        _hasher.verify(_DUMMY_HASH, password)
+
+
+def md5_hex(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()  # KOReader's key; never stored as is
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def keyed_hash(secret: str, *parts: str) -> str:
+    """HMAC-SHA256 over parts: cache keys for verified credentials (never the password)."""
+    msg = "\x00".join(parts).encode()
+    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
+
+
+def new_api_token() -> str:
+    return "lct_" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access: str
+    refresh: str
+    refresh_jti: str
+    family: str
+    access_expires_in: int
+    refresh_expires_at: float
+
+
+class TokenError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Tokens:
+    def __init__(self, secret: str, access_seconds: int, refresh_seconds: int) -> None:
+        self.secret = secret
+        self.access_seconds = access_seconds
+        self.refresh_seconds = refresh_seconds
+
+    def issue(self, user_id: int, version: int, family: str | None = None) -> TokenPair:
+        now = int(time.time())
+        family = family or uuid.uuid4().hex
+        jti = uuid.uuid4().hex
+        access = jwt.encode(
+            {
+                "iss": ISSUER,
+                "aud": AUD_ACCESS,
+                "sub": str(user_id),
+                "ver": version,
+                "iat": now,
+                "exp": now + self.access_seconds,
+                "jti": uuid.uuid4().hex,
+            },
+            self.secret,
+            algorithm=ALGORITHM,
+        )
+        refresh = jwt.encode(
+            {
+                "iss": ISSUER,
+                "aud": AUD_REFRESH,
+                "sub": str(user_id),
+                "ver": version,
+                "fam": family,
+                "iat": now,
+                "exp": now + self.refresh_seconds,
+                "jti": jti,
+            },
+            self.secret,
+            algorithm=ALGORITHM,
+        )
+        return TokenPair(
+            access, refresh, jti, family, self.access_seconds, now + self.refresh_seconds
+        )
+
+    def decode(self, token: str, audience: str) -> dict[str, Any]:
+        """Verify signature (HS256 only: alg=none and others are refused), exp, aud, iss."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[ALGORITHM],
+                audience=audience,
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub", "aud", "iss", "jti"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenError("token_expired") from None
+        except jwt.InvalidAudienceError:
+            raise TokenError("wrong_audience") from None
+        except jwt.PyJWTError:
+            raise TokenError("invalid_token") from None
+        if not str(claims.get("sub", "")).isdigit() or not isinstance(claims.get("ver"), int):
+            raise TokenError("invalid_token")
+        return claims

@@ -1,0 +1,1 @@
+"""Alembic migrations of the accounts database (expand/contract: see versions/)."""
