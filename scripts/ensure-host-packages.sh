@@ -3,7 +3,8 @@
 # Idempotent: only missing packages are installed. Usage: ensure-host-packages.sh [pkg...]
 set -euo pipefail
 default=(debootstrap qemu-user-static binfmt-support calibre smbclient openssh-client
-         sqlite3 curl jq rsync xz-utils uidmap bc wrk docker-compose redis-server)
+         sqlite3 curl jq rsync xz-utils uidmap bc wrk docker-compose redis-server
+         postgresql)
 want=("${@:-${default[@]}}")
 missing=()
 for p in "${want[@]}"; do

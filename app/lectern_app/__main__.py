@@ -25,6 +25,12 @@ def _data_dir() -> Path:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "admin":  # user management, see accounts/cli.py
+        from .accounts.cli import main as admin_main
+
+        if not os.environ.get("DATA_DIR", "").strip():
+            os.environ["DATA_DIR"] = str(_data_dir())
+        sys.exit(admin_main(sys.argv[2:]))
     settings = Settings.from_env()
     logging.basicConfig(
         level=settings.log_level.upper(),

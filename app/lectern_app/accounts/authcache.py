@@ -16,11 +16,14 @@ version, so an entry left behind can never outlive a password change.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 # Called with the user id after any change that must end cached sessions/credentials
 # (disable/enable, password reset or change, role change, deletion). Cross-replica
@@ -45,8 +48,22 @@ class Principal:
 
 
 class AuthCache:
-    def __init__(self, enabled: bool, ttl: float, max_entries: int = 20000) -> None:
+    """`epoch_file`: a file in DATA_DIR rewritten on every user change. Other workers of
+    this host and the admin CLI share it, so each cache compares its (inode, mtime) on use
+    (one stat, ~1 us) and starts over when it moved: a change made by another process
+    on this host takes effect at once too. Other hosts hear it through on_user_changed.
+    """
+
+    def __init__(
+        self,
+        enabled: bool,
+        ttl: float,
+        max_entries: int = 20000,
+        epoch_file: Path | None = None,
+    ) -> None:
         self.enabled = enabled
+        self.epoch_file = epoch_file
+        self._epoch = self._read_epoch()
         self.ttl = ttl
         self.max_entries = max_entries
         self._users: dict[int, tuple[float, Principal]] = {}
@@ -57,9 +74,39 @@ class AuthCache:
         self.misses = 0
         _caches.add(self)
 
+    def _read_epoch(self) -> tuple[int, int]:
+        if self.epoch_file is None:
+            return (0, 0)
+        try:
+            st = os.stat(self.epoch_file)
+        except OSError:
+            return (0, 0)
+        return (st.st_ino, st.st_mtime_ns)
+
+    def _fresh(self) -> None:
+        if self.epoch_file is None:
+            return
+        e = self._read_epoch()
+        if e != self._epoch:
+            self._epoch = e
+            self.clear()
+
+    def bump_epoch(self) -> None:
+        """Tell every process on this host that users changed (atomic replace)."""
+        if self.epoch_file is None:
+            return
+        tmp = self.epoch_file.with_name(f".{self.epoch_file.name}.{os.getpid()}")
+        try:
+            tmp.write_text(f"{time.time_ns()}\n")
+            os.replace(tmp, self.epoch_file)
+        except OSError:
+            return
+        self._epoch = self._read_epoch()
+
     def get_user(self, user_id: int) -> Principal | None:
         if not self.enabled:
             return None
+        self._fresh()
         e = self._users.get(user_id)
         if e is None or e[0] < time.monotonic():
             self.misses += 1
@@ -79,6 +126,7 @@ class AuthCache:
         """(user_id, token_version) of a credential verified before, or None."""
         if not self.enabled:
             return None
+        self._fresh()
         e = self._creds.get(key)
         if e is None or e[0] < time.monotonic():
             return None
@@ -127,6 +175,4 @@ def user_changed(user_id: int) -> None:
         try:
             hook(user_id)
         except Exception:  # a broken publisher must not break the change itself
-            import logging
-
             logging.getLogger("lectern.accounts").exception("on_user_changed hook failed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,10 @@ class Database:
 
     def migrate(self) -> None:
         migrate(self.engine)
+        u = self.engine.url
+        if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+            with contextlib.suppress(OSError):
+                os.chmod(u.database, 0o600)  # password hashes: owner only
         log.info("accounts database at revision %s", current_revision(self.engine))
 
     @contextlib.contextmanager

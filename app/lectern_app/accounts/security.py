@@ -21,7 +21,10 @@ ISSUER = "lectern"
 AUD_ACCESS = "lectern:access"
 AUD_REFRESH = "lectern:refresh"
 ALGORITHM = "HS256"
-_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile (t=3, m=64 MiB, p=4)
+# argon2id with OWASP's minimum profile (m=19 MiB, t=2, p=1): ~50-90 ms on a Pi-class or
+# loaded 2-core machine. The library's default (64 MiB, p=4) took 0.6 s here, which turns
+# a burst of logins into a denial of service on a Raspberry Pi.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 # a real hash to spend the same time on for unknown users (no user-enumeration by timing)
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 

@@ -69,7 +69,9 @@ class Accounts:
         self.settings = settings
         self.data_dir = data_dir
         self.db = Database(settings.database_url)
-        self.cache = AuthCache(settings.auth_cache, settings.auth_cache_ttl)
+        self.cache = AuthCache(
+            settings.auth_cache, settings.auth_cache_ttl, epoch_file=data_dir / "auth-epoch"
+        )
         self.secret = ""
         self.tokens: Tokens | None = None
         self.ip_limiter = SlidingWindow(settings.login_max_per_ip, settings.login_window)
@@ -249,7 +251,7 @@ class Accounts:
                     self._revoke_all_refresh(db, u.id)
             result = user_dict(u)
         if changed:
-            user_changed(user_id)
+            self.notify(user_id)
         return result
 
     def change_own_password(self, user_id: int, old: str, new: str) -> None:
@@ -511,4 +513,10 @@ class Accounts:
                 raise AccountError(404, "not_found", f"no token {token_id}")
             row.revoked_at = utcnow()
         # cached token entries are keyed by the token itself: drop all of this user's
+        self.notify(user_id)
+
+    def notify(self, user_id: int) -> None:
+        """A user changed: this process, the other processes on this host (epoch file),
+        and the on_user_changed hooks (other replicas) forget what they cached."""
+        self.cache.bump_epoch()
         user_changed(user_id)
