@@ -5,7 +5,8 @@ Installed by the appliance role as /usr/local/bin/lectern-release. Fleet rollout
 SSH), the unattended update timer and `appliance rollback` all call it, so a rollback
 works from the host alone when the control machine or the registry is gone.
 
-    lectern-release deploy REF          REF: a tag, sha256:<digest> or repo@sha256:<digest>
+    lectern-release deploy REF [--dry-run]   REF: a tag, sha256:<digest> or repo@sha256:<digest>
+    lectern-release agent --channel TAG [--notify CMD]   unattended: deploy TAG's digest
     lectern-release rollback [--to TAG]
     lectern-release converge            finish or undo an interrupted deploy (boot, next run)
     lectern-release status [--json]
@@ -52,8 +53,10 @@ class Config:
     project: str = "lectern"
     state_dir: str = "/var/lib/lectern/release"
     slots: dict[str, int] = field(default_factory=lambda: {"blue": 8001, "green": 8002})
-    bind: str = "127.0.0.1"
-    proxy_switch: str = ""  # e.g. /usr/local/sbin/lectern-proxy-switch; "" = no proxy
+    bind: str = "127.0.0.1"  # where slot ports are published (0.0.0.0: no proxy, LAN)
+    # e.g. /usr/local/sbin/lectern-proxy-switch; "" or not installed = no proxy (clients
+    # then reach the slot port itself: no zero-downtime switch without a proxy)
+    proxy_switch: str = ""
     backup_command: str = ""  # e.g. /usr/local/bin/lectern-backup; "" = no snapshots
     data_dir: str = "/var/lib/lectern/data"
     keep: int = 3
@@ -69,11 +72,17 @@ class Config:
             raise ReleaseError(f"{path} is missing: provision the appliance role first") from exc
         except json.JSONDecodeError as exc:
             raise ReleaseError(f"{path} is not valid JSON: {exc}") from exc
+        raw.pop("_comment", None)  # the "managed by" line of the rendered file
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(raw) - known
         if unknown:
             raise ReleaseError(f"{path}: unknown settings {sorted(unknown)}")
         return cls(**raw)
+
+    @property
+    def probe_host(self) -> str:
+        """The address probes and the proxy dial: a wildcard bind is reached on loopback."""
+        return "127.0.0.1" if self.bind in ("", "0.0.0.0", "::") else self.bind
 
 
 @dataclass
@@ -81,7 +90,7 @@ class Release:
     tag: str
     digest: str
     time: str
-    outcome: str  # ok | failed | interrupted | rolled-back
+    outcome: str  # ok | failed | interrupted | unchanged (never recorded)
     action: str = "deploy"  # deploy | rollback
     slot: str = ""
     snapshot: str = ""
@@ -189,7 +198,9 @@ class Docker:
     def container(self, slot: str) -> str:
         return f"{self.cfg.project}-app-{slot}"
 
-    def compose(self, slot: str, ref: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def compose(
+        self, slot: str, ref: str, *args: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         env = dict(
             os.environ,
             LECTERN_IMAGE=ref,
@@ -205,7 +216,7 @@ class Docker:
             self.cfg.compose_file,
             *args,
         ]
-        return run(cmd, env=env)
+        return run(cmd, env=env, check=check)
 
     def inspect_image(self, ref: str) -> dict[str, Any] | None:
         proc = run(["docker", "image", "inspect", ref], check=False)
@@ -243,6 +254,22 @@ class Docker:
     def schema(self, digest: str) -> str:
         info = self.inspect_image(f"{self.cfg.image}@{digest}") or {}
         return str(((info.get("Config") or {}).get("Labels") or {}).get(SCHEMA_LABEL, ""))
+
+    def config_current(self, slot: str, digest: str) -> bool:
+        """The slot's container was created from the compose file as it is now."""
+        ref = f"{self.cfg.image}@{digest}"
+        want = self.compose(slot, ref, "config", "--hash", "app", check=False).stdout.split()
+        have = run(
+            [
+                "docker",
+                "inspect",
+                "-f",
+                '{{index .Config.Labels "com.docker.compose.config-hash"}}',
+                self.container(slot),
+            ],
+            check=False,
+        ).stdout.strip()
+        return len(want) == 2 and want[1] == have
 
     def running(self, slot: str) -> bool:
         proc = run(
@@ -300,7 +327,7 @@ class Releaser:
         self.docker = Docker(cfg)
 
     def healthy(self, slot: str) -> bool:
-        base = f"http://{self.cfg.bind}:{self.cfg.slots[slot]}"
+        base = f"http://{self.cfg.probe_host}:{self.cfg.slots[slot]}"
         return http_ok(f"{base}/api/health") and http_ok(f"{base}{self.cfg.probe_path}")
 
     def wait_healthy(self, slot: str) -> None:
@@ -323,8 +350,12 @@ class Releaser:
         return idle, current
 
     def switch(self, slot: str) -> None:
-        if self.cfg.proxy_switch:
-            run([self.cfg.proxy_switch, f"{self.cfg.bind}:{self.cfg.slots[slot]}"])
+        if not self.cfg.proxy_switch:
+            return
+        if not os.access(self.cfg.proxy_switch, os.X_OK):
+            log(f"{self.cfg.proxy_switch} is not installed: no proxy to switch")
+            return
+        run([self.cfg.proxy_switch, f"{self.cfg.probe_host}:{self.cfg.slots[slot]}"])
 
     def snapshot(self) -> str:
         if not self.cfg.backup_command:
@@ -383,23 +414,51 @@ class Releaser:
                 keep.append(r.digest)
         self.docker.prune(set(keep[: self.cfg.keep]))
 
+    def current(self, digest: str) -> bool:
+        """`digest` serves, healthy, from the compose file as it is now."""
+        active = self.state.active()
+        return bool(
+            active
+            and active["digest"] == digest
+            and self.healthy(active["slot"])
+            and self.docker.config_current(active["slot"], digest)
+        )
+
+    def plan(self, ref: str) -> str:
+        """What `deploy REF` would do, changing nothing (no pull: --check of the roles)."""
+        image = self.cfg.image
+        ref = ref.split("@", 1)[1] if ref.startswith(f"{image}@") else ref
+        local = f"{image}@{ref}" if ref.startswith("sha256:") else f"{image}:{ref}"
+        info = self.docker.inspect_image(local)
+        if info is None:
+            return f"would pull and deploy {ref}"
+        digests = [d.split("@", 1)[1] for d in info.get("RepoDigests", [])]
+        if ref.startswith("sha256:"):
+            digests = [ref]
+        if digests and self.current(digests[0]):
+            return f"unchanged {ref} is serving"
+        return f"would deploy {ref}"
+
     def deploy(self, ref: str) -> Release:
         with self.state.locked():
             self.converge_locked()
             tag, digest = self.docker.resolve(ref)
             active = self.state.active()
-            if active and active["digest"] == digest and self.healthy(active["slot"]):
+            if active and self.current(digest):
                 log(f"{tag} ({digest[:19]}) is already serving; nothing to do")
                 return Release(
                     tag=tag,
                     digest=digest,
                     time=now(),
-                    outcome="ok",
+                    outcome="unchanged",
                     slot=active["slot"],
                     reason="already serving",
                 )
+            if active and active["digest"] == digest:
+                log(f"{tag} serves with an older compose file: redeploying it, gated")
             try:
-                snapshot = self.snapshot()
+                # A first deploy has no user data to protect yet.
+                snapshot = self.snapshot() if active else ""
             except ReleaseError as exc:
                 failed = Release(
                     tag=tag,
@@ -411,6 +470,20 @@ class Releaser:
                 self.state.record(failed)
                 raise ReleaseError(f"deploy of {tag} refused: {failed.reason}") from exc
             return self.swap(tag, digest, "deploy", snapshot)
+
+    def agent(self, channel: str, notify: str = "") -> Release:
+        """Unattended update: the same gated deploy of whatever `channel` points at now."""
+        try:
+            return self.deploy(channel)
+        except ReleaseError as exc:
+            if notify:
+                env = dict(os.environ, LECTERN_UPDATE_REASON=str(exc), LECTERN_CHANNEL=channel)
+                proc = subprocess.run(
+                    ["/bin/sh", "-c", notify], env=env, capture_output=True, text=True, check=False
+                )
+                if proc.returncode != 0:
+                    log(f"notify command failed ({proc.returncode}): {proc.stderr.strip()[-200:]}")
+            raise
 
     def rollback(self, to: str | None = None) -> Release:
         with self.state.locked():
@@ -559,7 +632,14 @@ class Releaser:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lectern-release", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("deploy").add_argument("ref")
+    deploy = sub.add_parser("deploy", help="gated deploy of a tag or digest")
+    deploy.add_argument("ref")
+    deploy.add_argument(
+        "--dry-run", action="store_true", help="say what would happen; change nothing"
+    )
+    agent = sub.add_parser("agent", help="deploy what a channel tag points at (timer)")
+    agent.add_argument("--channel", required=True)
+    agent.add_argument("--notify", default="", help="shell command run when an update fails")
     sub.add_parser("rollback").add_argument("--to", default=None)
     sub.add_parser("converge")
     for name in ("status", "history"):
@@ -567,9 +647,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         releaser = Releaser(Config.load())
-        if args.cmd == "deploy":
-            r = releaser.deploy(args.ref)
-            print(f"deployed {r.tag} {r.digest} in slot {r.slot}")
+        if args.cmd == "deploy" and args.dry_run:
+            print(releaser.plan(args.ref))
+        elif args.cmd in ("deploy", "agent"):
+            r = (
+                releaser.deploy(args.ref)
+                if args.cmd == "deploy"
+                else releaser.agent(args.channel, args.notify)
+            )
+            # First word: `deployed` or `unchanged` (the roles' changed_when reads it)
+            verb = "unchanged" if r.outcome == "unchanged" else "deployed"
+            print(f"{verb} {r.tag} {r.digest} in slot {r.slot}")
         elif args.cmd == "rollback":
             r = releaser.rollback(args.to)
             print(

@@ -126,3 +126,35 @@ def test_kill_9_mid_swap_converges_to_one_healthy_release(host: Host) -> None:
     assert not journal.exists()
     assert host.ledger()[-1]["outcome"] == "interrupted"
     assert "nothing to do" in host.release("converge").stdout
+
+
+def test_dry_run_and_a_changed_compose_file_redeploy_gated(host: Host) -> None:
+    host.release("deploy", "1.0.0")
+    before = serving(host)
+    assert host.release("deploy", "--dry-run", "1.0.0").stdout.startswith("unchanged")
+    assert host.release("deploy", "--dry-run", "2.0.0").stdout.startswith("would deploy")
+    assert host.release("deploy", "1.0.0").stdout.startswith("unchanged")
+    compose = host.root / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("LOG_LEVEL: ", "LOG_LEVEL: debug #", 1))
+    plan = host.release("deploy", "--dry-run", "1.0.0").stdout
+    assert plan.startswith("would deploy"), plan
+    assert serving(host) == before  # a dry run changes nothing
+    assert host.release("deploy", "1.0.0").stdout.startswith("deployed")
+    after = serving(host)
+    assert after["digest"] == before["digest"] and after["slot"] != before["slot"]
+    env = sh("docker", "inspect", "-f", "{{json .Config.Env}}", f"lrtest-app-{after['slot']}")
+    assert "LOG_LEVEL=debug" in env.stdout
+    assert running_slots() == [after["slot"]]
+
+
+def test_agent_deploys_the_channel_and_notifies_on_failure(host: Host) -> None:
+    host.release("deploy", "1.0.0")
+    note = host.root / "notified.txt"
+    notify = f'echo "$LECTERN_CHANNEL: $LECTERN_UPDATE_REASON" > {note}'
+    failed = host.release("agent", "--channel", "bad", "--notify", notify, check=False)
+    assert failed.returncode == 1
+    assert serving(host)["tag"] == "1.0.0"
+    assert note.read_text().startswith("bad: deploy of bad failed")
+    out = host.release("agent", "--channel", "2.0.0", "--notify", notify)
+    assert out.stdout.startswith("deployed 2.0.0") and serving(host)["tag"] == "2.0.0"
+    assert host.release("agent", "--channel", "2.0.0").stdout.startswith("unchanged")
