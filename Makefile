@@ -83,12 +83,13 @@ provision: venv ## Provision HOST (host or group) with ENGINE=pyinfra|ansible; C
 	@$(VENV)/bin/appliance provision $(HOST) --engine $(ENGINE) --inventory $(INVENTORY) $(if $(CHECK),--check,)
 
 .PHONY: rollout
-rollout: venv ## Roll release TAG out to the fleet (issue 7: not built yet)
-	@$(VENV)/bin/appliance rollout --tag "$(TAG)" --inventory $(INVENTORY)
+rollout: venv ## Gated rollout of TAG (tag or sha256:digest) to LIMIT (default all): CANARY=1 BATCH=25% MAX_FAIL=0
+	@$(VENV)/bin/appliance rollout --tag "$(TAG)" --limit "$(or $(LIMIT),all)" --canary $(or $(CANARY),1) \
+		--batch "$(or $(BATCH),25%)" --max-fail $(or $(MAX_FAIL),0) --inventory $(INVENTORY)
 
 .PHONY: rollback
-rollback: venv ## Roll HOST back to its previous release (issue 7: not built yet)
-	@$(VENV)/bin/appliance rollback $(HOST) --inventory $(INVENTORY)
+rollback: venv ## Roll HOST (host, group or all) back to its previous release, or TO=TAG; needs no registry
+	@$(VENV)/bin/appliance rollback "$(or $(HOST),all)" $(if $(TO),--to "$(TO)") --inventory $(INVENTORY)
 
 .PHONY: status
 status: venv ## Fleet table: release tag + digest, health, books, last backup, library source, disk free

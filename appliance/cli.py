@@ -1,18 +1,23 @@
-"""The `appliance` command: the lab, provisioning, and (later) releases."""
+"""The `appliance` command: the lab, provisioning, releases and the fleet status."""
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from appliance import lab as lab_mod
+from appliance import rollout as rollout_mod
 from appliance.inventory import InventoryError, load
 from appliance.provision import ENGINES, ProvisionError, provision
+from appliance.rollout import Outcome, RolloutError
 from appliance.status import age, fleet
 
 app = typer.Typer(
@@ -101,20 +106,107 @@ def provision_cmd(
         )
 
 
-def _not_yet(what: str, issue: int) -> None:
-    fail(f"{what} is not built yet (issue {issue}); nothing was done.", 3)
+def _outcome_table(title: str, outcomes: list[Outcome]) -> Table:
+    table = Table(title=title)
+    for col in ("host", "wave", "state", "release", "time", "detail"):
+        table.add_column(col)
+    colours = {"deployed": "green", "rolled-back": "green", "unchanged": "cyan"}
+    colours |= {"failed": "red", "skipped": "yellow", "running": "blue"}
+    for o in outcomes:
+        colour = colours.get(o.state, "white")
+        table.add_row(
+            o.host,
+            str(o.wave),
+            f"[{colour}]{o.state}[/]",
+            o.release[:40] or "-",
+            f"{o.seconds:.0f}s" if o.seconds else "-",
+            o.detail[-90:],
+        )
+    return table
+
+
+def _run_releases(
+    title: str,
+    target: str,
+    inventory: Path,
+    args_for: Callable[[], list[str]],
+    canary: int,
+    batch: str,
+    max_fail: int,
+    as_json: bool,
+) -> None:
+    try:
+        hosts = load(inventory).select(target)
+        args = args_for()
+        execute_args = (hosts, args, canary, batch, max_fail)
+        rollout_mod.waves(hosts, canary, batch)  # argument errors before anything runs
+    except (InventoryError, RolloutError) as exc:
+        fail(str(exc))
+    with Live(
+        _outcome_table(title, []), console=err, transient=not err.is_terminal, auto_refresh=False
+    ) as live:
+        lock = threading.Lock()
+
+        def show(outcomes: list[Outcome]) -> None:
+            with lock:
+                live.update(_outcome_table(title, outcomes), refresh=True)
+
+        outcomes = rollout_mod.execute(*execute_args, notify=show)
+    if as_json:
+        console.print_json(json.dumps([o.as_dict() for o in outcomes]))
+    else:
+        console.print(_outcome_table(title, outcomes))
+    failed = [o.host for o in outcomes if o.failed]
+    skipped = [o.host for o in outcomes if o.state == "skipped"]
+    summary = f"{title}: {len(outcomes) - len(failed) - len(skipped)} ok"
+    summary += f", {len(failed)} failed ({', '.join(failed)})" if failed else ""
+    summary += f", {len(skipped)} untouched ({', '.join(skipped)})" if skipped else ""
+    err.print(summary, highlight=False)
+    if failed or skipped:
+        raise typer.Exit(1)
 
 
 @app.command("rollout")
-def rollout_cmd(tag: str = typer.Option("", "--tag"), inventory: Path = INVENTORY_OPT) -> None:
-    """Roll a release out to the fleet (issue 7)."""
-    _not_yet("rollout", 7)
+def rollout_cmd(
+    tag: str = typer.Option(..., "--tag", help="release tag or sha256:digest to deploy"),
+    limit: str = typer.Option("all", "--limit", "-l", help="host or group name(s), or 'all'"),
+    canary: int = typer.Option(1, "--canary", help="hosts updated first, alone"),
+    batch: str = typer.Option("25%", "--batch", help="hosts per later wave: N or N%"),
+    max_fail: int = typer.Option(0, "--max-fail", help="failed hosts tolerated before halting"),
+    inventory: Path = INVENTORY_OPT,
+    as_json: bool = typer.Option(False, "--json", help="machine-readable result"),
+) -> None:
+    """Gated deploy of a release: canary first, then batches; halts past --max-fail."""
+    _run_releases(
+        f"rollout {tag}",
+        limit,
+        inventory,
+        lambda: rollout_mod.deploy_args(tag),
+        canary,
+        batch,
+        max_fail,
+        as_json,
+    )
 
 
 @app.command("rollback")
-def rollback_cmd(target: str = typer.Argument("all"), inventory: Path = INVENTORY_OPT) -> None:
-    """Roll hosts back to their previous release (issue 7)."""
-    _not_yet("rollback", 7)
+def rollback_cmd(
+    target: str = typer.Argument("all", help="host or group name(s), or 'all'"),
+    to: str = typer.Option("", "--to", help="an earlier release's tag (default: the previous)"),
+    inventory: Path = INVENTORY_OPT,
+    as_json: bool = typer.Option(False, "--json", help="machine-readable result"),
+) -> None:
+    """Roll hosts back to their previous (or --to) release, all at once; works offline."""
+    _run_releases(
+        f"rollback{' to ' + to if to else ''}",
+        target,
+        inventory,
+        lambda: rollout_mod.rollback_args(to or None),
+        0,
+        "100%",
+        10**6,
+        as_json,
+    )
 
 
 @app.command("status")
