@@ -103,12 +103,13 @@ class AuthGate:
         set_cookies: list[str] = []
         if auth:
             try:
-                principal = await self._from_header(auth)
+                client = scope.get("client")
+                principal = await self._from_header(auth, client[0] if client else "unknown")
             except AccountError as e:
                 if path.startswith(OPEN) and not path.startswith("/api/auth/logout"):
                     principal = None  # e.g. a stale header on /api/health or login
                 else:
-                    await _deny(send, scope, e.status, e.code, e.message)
+                    await _deny(send, scope, e.status, e.code, e.message, e.headers)
                     return
         else:
             cookies = _cookies(scope)
@@ -131,7 +132,7 @@ class AuthGate:
 
         await self.app(scope, receive, send_with_cookies)
 
-    async def _from_header(self, auth: str) -> Principal:
+    async def _from_header(self, auth: str, ip: str) -> Principal:
         acc = self.accounts
         scheme, _, value = auth.partition(" ")
         scheme = scheme.lower()
@@ -147,6 +148,11 @@ class AuthGate:
                 return claims_p
             return await anyio.to_thread.run_sync(acc.from_access_token, value)
         if scheme == "basic" and value:
+            wait = acc.fail_limiter.retry_after(ip)
+            if wait:
+                raise AccountError(
+                    429, "too_many_attempts", "too many failed sign-ins", {"Retry-After": str(wait)}
+                )
             try:
                 user, sep, pw = base64.b64decode(value, validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError, ValueError):
@@ -155,6 +161,7 @@ class AuthGate:
                 raise AccountError(401, "invalid_credentials", "malformed Basic header")
             p = await self._run(lambda: acc.from_password(user, pw), acc.cached_password(user, pw))
             if p is None:
+                acc.fail_limiter.hit(ip)
                 raise AccountError(401, "invalid_credentials", "wrong username or password")
             return p
         raise AccountError(401, "invalid_credentials", "unsupported Authorization scheme")
@@ -193,7 +200,14 @@ class AuthGate:
         return None, clear_cookies()
 
 
-async def _deny(send: Send, scope: Scope, status: int, code: str, message: str) -> None:
+async def _deny(
+    send: Send,
+    scope: Scope,
+    status: int,
+    code: str,
+    message: str,
+    extra: dict[str, str] | None = None,
+) -> None:
     path: str = scope["path"]
     accept = _header(scope, b"accept") or ""
     if (
@@ -216,6 +230,7 @@ async def _deny(send: Send, scope: Scope, status: int, code: str, message: str) 
         return
     body = json.dumps({"detail": {"error": code, "message": message}}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (extra or {}).items()]
     if status == 401:
         challenge = (
             b'Basic realm="Lectern", charset="UTF-8"'

@@ -151,7 +151,16 @@ def _authorize(request: Request, acc: Accounts) -> Principal | None:
     if not user or not _KEY.match(key) or len(user) > 255:
         return None
     key = key.lower()
-    return acc.cached_password(user, key, "kosync") or acc.from_password(user, key, "kosync")
+    p = acc.cached_password(user, key, "kosync")
+    if p is not None:
+        return p
+    ip = request.client.host if request.client else "unknown"
+    if acc.fail_limiter.retry_after(ip):
+        return None  # too many failures from this address: refused without a hash
+    p = acc.from_password(user, key, "kosync")
+    if p is None:
+        acc.fail_limiter.hit(ip)
+    return p
 
 
 async def _json(request: Request) -> dict[str, Any] | None:

@@ -76,6 +76,8 @@ class Accounts:
         self.tokens: Tokens | None = None
         self.ip_limiter = SlidingWindow(settings.login_max_per_ip, settings.login_window)
         self.account_limiter = SlidingWindow(settings.login_max_per_account, settings.login_window)
+        # failed HTTP Basic / KOReader credential checks per client IP
+        self.fail_limiter = SlidingWindow(settings.login_max_per_ip, settings.login_window)
         self.started = False
 
     # ------------------------------------------------------------------ lifecycle
