@@ -12,8 +12,10 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .metrics import route_group
-from .services import SCOPE_LIBRARY, Services, response_key
+from .services import SCOPE_LIBRARY, Services, path_query, response_key
 
+# never in the shared cache: files and covers, and anything per user
+_LOCAL = ("/api/files/", "/static/", "/api/user", "/api/auth", "/api/admin", "/users/", "/syncs/")
 _NO_LIBRARY = ("/static/", "/metrics", "/api/health", "/favicon.ico", "/docs", "/openapi.json")
 
 
@@ -38,6 +40,16 @@ class FastPath:
                 and _header(scope, b"range") is None
             ):
                 entry = svc.responses.get(response_key(lib.version, scope))
+                if entry is None and svc.shared is not None and not path.startswith(_LOCAL):
+                    # second tier: a response another replica rendered from the same content
+                    entry = await svc.shared.get(
+                        svc.shared.key(svc.fingerprint(lib), path_query(scope))
+                    )
+                    if entry is not None:
+                        svc.responses.set(response_key(lib.version, scope), entry)
+                        svc.shared_hits.inc()
+                    else:
+                        svc.shared_misses.inc()
                 if entry is not None:
                     status = 200
                     inm = _header(scope, b"if-none-match")

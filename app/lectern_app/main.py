@@ -45,6 +45,7 @@ def create_app(
         except Exception as e:  # anonymous browsing goes on; sign-in answers 503
             log.error("accounts database unavailable: %s: %s", type(e).__name__, e)
         svc.state.refresh()
+        svc.start()  # bus, shared cache writer, S3 cover checks (none without the env vars)
         watcher = None
         if settings.watch and settings.library_path is not None:
             from .watcher import LibraryWatcher
@@ -57,6 +58,7 @@ def create_app(
             if watcher is not None:
                 watcher.stop()
             svc.state.close()
+            svc.close()
             accounts.close()
 
     app = FastAPI(

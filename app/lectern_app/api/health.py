@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ..serialize import dumps
-from ..services import services
+from ..services import Services, services
 
 router = APIRouter(tags=["health"])
 
@@ -25,7 +26,8 @@ async def health(request: Request) -> Response:
     st = svc.state.status
     data_ok = os.access(svc.settings.data_dir, os.W_OK)
     calibre_ok = lib is not None and st.ok
-    if calibre_ok and data_ok:
+    remote = remote_status(svc)
+    if calibre_ok and data_ok and remote.get("ok", True):
         status = "healthy"
     elif lib is not None:
         status = "degraded"  # e.g. locked: still serving the last good snapshot
@@ -50,6 +52,10 @@ async def health(request: Request) -> Response:
             else {"kind": st.kind, "message": st.message, "since": _iso(st.since)},
         },
     }
+    sections: dict[str, Any] = remote["sections"]
+    body.update(sections)
+    if "redis" in sections:
+        body["cache"] = bool(body["cache"]) and bool(sections["redis"]["cache"]["ok"])
     code = 200 if lib is not None else 503
     return Response(
         dumps(body),
@@ -65,3 +71,24 @@ async def metrics(request: Request) -> Response:
     svc.state.get()
     body, ctype = svc.metrics.render()
     return Response(body, media_type=ctype)
+
+
+def remote_status(svc: Services) -> dict[str, Any]:
+    """Redis and remote storage: only present when configured (REDIS_URL, USE_S3_COVERS,
+    USE_GOOGLE_DRIVE). A failing one makes the status "degraded": the app still answers
+    (from memory and local disk), so the HTTP code stays 200."""
+    sections: dict[str, Any] = {}
+    ok = True
+    if svc.shared is not None:
+        cache_ok = svc.shared.ping()
+        svc.storage.metrics.up.labels("redis").set(1 if cache_ok else 0)
+        sections["redis"] = {
+            "cache": {**svc.shared.status(), "ok": cache_ok},
+            "bus": {**svc.bus.status(), "library_reloads": svc.replicas.library_reloads},
+        }
+        ok = ok and cache_ok and svc.bus.connected
+    storage = svc.storage.status()
+    if storage is not None:
+        sections["storage"] = storage
+        ok = ok and svc.storage.healthy
+    return {"ok": ok, "sections": sections}
