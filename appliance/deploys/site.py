@@ -2,5 +2,5 @@
 
 from pyinfra import local
 
-for concern in ("base", "docker", "library_source", "proxy", "appliance", "backup"):
+for concern in ("base", "docker", "library_source", "proxy", "appliance", "backup", "updates"):
     local.include(f"appliance/deploys/{concern}.py")

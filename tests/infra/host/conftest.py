@@ -179,3 +179,19 @@ def backup(host: Any, file_overrides: dict[str, Any]) -> dict[str, Any]:
 def backup_state(pytestconfig: pytest.Config, backup: dict[str, Any]) -> str:
     """present|absent for roles/backup (--lectern-state wins)."""
     return str(pytestconfig.getoption("lectern_state") or backup["lectern_backup_state"])
+
+
+@pytest.fixture(scope="module")
+def updates(host: Any, file_overrides: dict[str, Any]) -> dict[str, Any]:
+    """The variables of roles/updates as the host was provisioned with them, plus those of
+    roles/appliance the role reads (release tool, stack directory, project)."""
+    return {
+        **_role_vars_of_host(host, file_overrides, "appliance"),
+        **_role_vars_of_host(host, file_overrides, "updates"),
+    }
+
+
+@pytest.fixture(scope="module")
+def updates_state(pytestconfig: pytest.Config, updates: dict[str, Any]) -> str:
+    """present|absent for roles/updates (--lectern-state wins)."""
+    return str(pytestconfig.getoption("lectern_state") or updates["lectern_updates_state"])
