@@ -205,10 +205,10 @@ class TestProxyPresent:
         # validation fails: the previous upstream file comes back, nothing is reloaded
         conf = f"{proxy['lectern_proxy_config_dir']}/proxy.conf"
         if proxy["lectern_proxy_engine"] == "caddy":  # caddy validate does not resolve names
+            other = next(t for t in ("127.0.0.1:8001", "127.0.0.1:8002") if t not in before)
             failing = (
                 f"sed 's|^CADDYFILE=.*|CADDYFILE=/nonexistent|' {conf} > /run/lectern-test.conf"
-                " && LECTERN_PROXY_CONF=/run/lectern-test.conf lectern-proxy-switch --force"
-                " 127.0.0.1:8001"
+                f" && LECTERN_PROXY_CONF=/run/lectern-test.conf lectern-proxy-switch --force {other}"
             )
         else:  # nginx -t resolves upstream names
             failing = "lectern-proxy-switch --force no-such-host.invalid:80"
