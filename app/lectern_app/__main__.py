@@ -31,6 +31,12 @@ def main() -> None:
         if not os.environ.get("DATA_DIR", "").strip():
             os.environ["DATA_DIR"] = str(_data_dir())
         sys.exit(admin_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "covers":  # S3 covers, see storage/upload.py
+        from .storage.upload import main as covers_main
+
+        if not os.environ.get("DATA_DIR", "").strip():
+            os.environ["DATA_DIR"] = str(_data_dir())
+        sys.exit(covers_main(sys.argv[2:]))
     settings = Settings.from_env()
     logging.basicConfig(
         level=settings.log_level.upper(),

@@ -105,9 +105,19 @@ async def cover(
     if b is None:
         raise _not_found(f"no book {book_id}")
     src = cover_path(lib, b)
+    thumb = size != "original"
+    s3 = svc.storage.covers
+    if s3 is not None and b.has_cover:
+        url = s3.url_for(b.id, lib.library_id, src, thumb)
+        if url is not None:
+            svc.storage.metrics.redirects.labels("cdn" if s3.cdn else "s3").inc()
+            return Response(
+                status_code=302, headers={"location": url, "cache-control": "private, max-age=60"}
+            )
+        if not s3.ok:
+            svc.storage.metrics.fallbacks.labels("s3_covers").inc()
     if src is None:
         raise _not_found(f"book {book_id} has no cover")
-    thumb = size != "original"
     path = svc.thumbnails.get(lib, b) if thumb else src
     if path is None:
         raise _not_found(f"book {book_id} has no cover")
@@ -126,9 +136,10 @@ async def cover(
     }
     raw = [(b"content-type", b"image/jpeg"), (b"content-length", str(len(body)).encode())]
     raw += [(k.encode(), val.encode()) for k, val in headers.items()]
-    svc.responses.set(
-        response_key(lib.version, request.scope), CachedResponse(200, raw, body, etag.encode())
-    )
+    if s3 is None:  # with S3 covers a local answer is a fallback: never pinned in memory
+        svc.responses.set(
+            response_key(lib.version, request.scope), CachedResponse(200, raw, body, etag.encode())
+        )
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="image/jpeg", headers=headers)
