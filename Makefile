@@ -95,6 +95,14 @@ rollback: venv ## Roll HOST (host, group or all) back to its previous release, o
 status: venv ## Fleet table: release tag + digest, health, books, last backup, library source, disk free
 	@$(VENV)/bin/appliance status --inventory $(INVENTORY)
 
+.PHONY: backup
+backup: venv ## Take a backup snapshot of /data on HOST (host or group) now; prints each snapshot id
+	@$(VENV)/bin/appliance backup $(HOST) --inventory $(INVENTORY)
+
+.PHONY: restore
+restore: venv ## Restore HOST's /data from SNAPSHOT=<id|latest> (stops the app, pre-restore snapshot, restarts)
+	@$(VENV)/bin/appliance restore $(HOST) --snapshot "$(SNAPSHOT)" --inventory $(INVENTORY)
+
 .PHONY: run
 run: venv host-packages ## Serve a generated demo library with the app on http://127.0.0.1:8000
 	@$(VENV)/bin/python -m lectern_app

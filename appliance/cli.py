@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from appliance import backup_cli
 from appliance import lab as lab_mod
 from appliance import rollout as rollout_mod
 from appliance.inventory import InventoryError, load
@@ -257,6 +258,41 @@ def status_cmd(
         console.print(table)
     if any(r.get("health") == "unreachable" for r in rows):
         raise typer.Exit(1)
+
+
+@app.command("backup")
+def backup_cmd(
+    target: str = typer.Argument(..., help="host or group name(s), comma-separated, or 'all'"),
+    inventory: Path = INVENTORY_OPT,
+) -> None:
+    """Take a backup snapshot of /data on each host now; prints `HOST SNAPSHOT_ID`."""
+    try:
+        results = backup_cli.backup(target, inventory)
+    except backup_cli.BackupCliError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
+    for r in results:
+        if r.ok:
+            console.print(f"{r.host} {r.snapshot}", highlight=False)
+        else:
+            err.print(f"[bold red]error:[/] {r.error}", highlight=False, soft_wrap=True)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("restore")
+def restore_cmd(
+    target: str = typer.Argument(..., help="ONE host"),
+    snapshot: str = typer.Option("", "--snapshot", help="snapshot id (or 'latest'); required"),
+    inventory: Path = INVENTORY_OPT,
+) -> None:
+    """Restore a host's /data from a snapshot (stops the app, restores, starts it)."""
+    try:
+        result = backup_cli.restore(target, snapshot, inventory)
+    except backup_cli.BackupCliError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
+    console.print(f"{result.host}: restored snapshot {result.snapshot}; app healthy")
 
 
 if __name__ == "__main__":
