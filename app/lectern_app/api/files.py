@@ -56,7 +56,7 @@ def _not_found(msg: str) -> HTTPException:
 
 
 @router.api_route("/download/{book_id}/{fmt}", methods=["GET", "HEAD"])
-async def download(request: Request, book_id: Annotated[int, Path(ge=0)], fmt: str) -> FileResponse:
+async def download(request: Request, book_id: Annotated[int, Path(ge=0)], fmt: str) -> Response:
     if not _FORMAT.match(fmt):
         raise HTTPException(400, detail={"error": "bad_format", "message": "invalid format"})
     svc = services(request)
@@ -68,6 +68,13 @@ async def download(request: Request, book_id: Annotated[int, Path(ge=0)], fmt: s
     if f is None:
         raise _not_found(f"book {book_id} has no {fmt.upper()} file")
     path = safe_join(lib.root, b.path, f.filename)
+    if svc.storage.drive is not None:  # USE_GOOGLE_DRIVE: Drive first, local copy as fallback
+        from ..storage.drive_http import drive_download
+
+        local = path is not None and path.is_file()
+        remote = await drive_download(request, svc, b.path, f.filename, mime_for(f.fmt), local)
+        if remote is not None:
+            return remote
     if path is None or not path.is_file():
         raise _not_found(f"the {f.fmt} file of book {book_id} is missing on disk")
     st = path.stat()
