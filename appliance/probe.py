@@ -33,6 +33,20 @@ def keyvals(path: str) -> dict[str, str]:
         return {}
 
 
+def health_url(slot: str) -> str:
+    """The serving slot's port, from the release tool's configuration."""
+    try:
+        with open("/etc/lectern/release.json") as fh:
+            config = json.load(fh)
+    except (OSError, ValueError):
+        config = {}
+    ports = config.get("slots") or {"blue": 8001}
+    port = ports.get(slot) or next(iter(ports.values()))
+    bind = config.get("bind", "127.0.0.1")
+    host = "127.0.0.1" if bind in ("", "0.0.0.0", "::") else bind
+    return f"http://{host}:{port}/api/health"
+
+
 def main() -> None:
     out: dict[str, Any] = {"provisioned": os.path.exists("/etc/lectern/release")}
     out["version"] = keyvals("/etc/lectern/release").get("LECTERN_VERSION", "")
@@ -52,7 +66,7 @@ def main() -> None:
             digest = ""
     out["digest"] = digest
     try:
-        with urllib.request.urlopen("http://127.0.0.1:8000/api/health", timeout=5) as resp:
+        with urllib.request.urlopen(health_url(active.get("slot", "")), timeout=5) as resp:
             health = json.load(resp)
         out["health"] = health.get("status", "?")
         out["books"] = health.get("books")

@@ -25,10 +25,10 @@ from pyinfra.api.deploy import deploy
 from pyinfra.context import host, state
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Command
-from pyinfra.operations import files, server
+from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import role_vars_checked
+from appliance.deploys import render, role_vars_checked
 from appliance.roles import REPO_ROOT, RoleError, template_path
 
 ROLE = "appliance"
@@ -71,24 +71,17 @@ def render_compose(v: dict[str, Any]) -> str:
     return env.from_string(source).render(**compose_vars(v))
 
 
-def image_ref(v: dict[str, Any]) -> str:
-    """image@digest when a digest is given (and Watchtower is off), else image:tag."""
-    image = v["lectern_appliance_image"]
+def release_ref(v: dict[str, Any]) -> str:
+    """What lectern-release deploys: the digest when pinned (and Watchtower off), else the tag."""
     if v["lectern_appliance_image_digest"] and not v["lectern_appliance_watchtower_enabled"]:
-        return f"{image}@{v['lectern_appliance_image_digest']}"
-    return f"{image}:{v['lectern_appliance_image_tag']}"
+        return str(v["lectern_appliance_image_digest"])
+    return str(v["lectern_appliance_image_tag"])
 
 
 def compose_command(v: dict[str, Any]) -> str:
     directory = shlex.quote(v["lectern_appliance_dir"])
     project = shlex.quote(v["lectern_appliance_project"])
     return f"{v['lectern_appliance_compose_command']} --project-directory {directory} -p {project}"
-
-
-def health_url(v: dict[str, Any]) -> str:
-    bind = v["lectern_appliance_bind_address"]
-    address = "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
-    return f"http://{address}:{v['lectern_appliance_port']}{v['lectern_appliance_health_path']}"
 
 
 @contextmanager
@@ -100,45 +93,6 @@ def _no_diff() -> Iterator[None]:
         yield
     finally:
         state.config.DIFF = saved
-
-
-def _probe(v: dict[str, Any]) -> str:
-    """'current' when the app container runs the configuration the compose file describes."""
-    d = shlex.quote(v["lectern_appliance_dir"])
-    container = shlex.quote(f"{v['lectern_appliance_project']}-app")
-    fmt = shlex.quote(
-        '{{index .Config.Labels "com.docker.compose.config-hash"}} {{.State.Running}}'
-    )
-    command = (
-        f"cd {d} 2>/dev/null || exit 0; "
-        f"want=$({compose_command(v)} config --hash app 2>/dev/null | awk '{{print $2}}'); "
-        f"have=$(docker inspect -f {fmt} {container} 2>/dev/null); "
-        'if [ -n "$want" ] && [ "$have" = "$want true" ]; then echo current; else echo outdated; fi'
-    )
-    return str(host.get_fact(Command, command=command) or "")
-
-
-def _wait_healthy(v: dict[str, Any], **kwargs: Any) -> None:
-    url = shlex.quote(health_url(v))
-    timeout = int(v["lectern_appliance_health_timeout"])
-    container = shlex.quote(f"{v['lectern_appliance_project']}-app")
-    lines = int(v["lectern_appliance_health_log_lines"])
-    message = shlex.quote(
-        f"Lectern did not answer 200 on {v['lectern_appliance_health_path']}"
-        f" (port {v['lectern_appliance_port']}) within {timeout}s. Last lines of"
-        f" {v['lectern_appliance_project']}-app's log:"
-    )
-    server.shell(
-        name="Wait until the app is healthy",
-        commands=[
-            f"deadline=$(( $(date +%s) + {timeout} )); "
-            f"until curl -fsS -o /dev/null --max-time 5 {url}; do "
-            'if [ "$(date +%s)" -ge "$deadline" ]; then '
-            f'echo "$(hostname): "{message} >&2; docker logs --tail {lines} {container} >&2 2>&1; '
-            "exit 1; fi; sleep 3; done"
-        ],
-        **kwargs,
-    )
 
 
 def _present(v: dict[str, Any]) -> None:
@@ -213,31 +167,85 @@ def _present(v: dict[str, Any]) -> None:
         mode="755",
     )
 
-    ref = shlex.quote(image_ref(v))
-    dc = compose_command(v)
-    up_commands = [
-        f"cd {shlex.quote(d)}",
-        f"docker image inspect {ref} >/dev/null 2>&1 || {dc} pull --quiet",
-        f"{dc} up -d --remove-orphans",
+    _release(v, watched=[compose, env_file])
+
+
+def _release(v: dict[str, Any], watched: list[Any]) -> None:
+    """The release tool's configuration and unit, then the same gated deploy as a rollout."""
+    tool = v["lectern_appliance_release_tool"]
+    config = v["lectern_appliance_release_config"]
+    files.directory(
+        name="Create the configuration directory",
+        path=str(Path(config).parent),
+        user="root",
+        group="root",
+        mode="755",
+    )
+    release_json = render(ROLE, "release.json.j2", config, v, mode="644")
+    unit = render(
+        ROLE,
+        "lectern-release-converge.service.j2",
+        "/etc/systemd/system/lectern-release-converge.service",
+        v,
+        mode="644",
+    )
+    systemd.service(
+        name="Enable the converge-at-boot unit",
+        service="lectern-release-converge.service",
+        running=None,  # a oneshot run at boot, not now
+        enabled=True,
+        daemon_reload=unit.will_change,
+    )
+    container = shlex.quote(f"{v['lectern_appliance_project']}-app")
+    if host.get_fact(
+        Command, command=f"docker inspect {container} >/dev/null 2>&1 && echo yes || true"
+    ):
+        server.shell(
+            name="Remove an unslotted app container of an earlier version",
+            commands=[f"docker rm -f {container}"],
+        )
+    shared = [
+        name
+        for name, on in (
+            ("redis", v["lectern_appliance_redis_enabled"]),
+            ("postgres", v["lectern_appliance_postgres_enabled"]),
+        )
+        if on
     ]
-    if _probe(v) != "current":
-        server.shell(name="Pull the image and start the stack", commands=up_commands)
-        _wait_healthy(v)
-        return
-    # Running as described; the files may still change in this run.
+    if shared:
+        missing = host.get_fact(
+            Command,
+            command=" ; ".join(
+                f"docker inspect -f '{{{{.State.Running}}}}' {v['lectern_appliance_project']}-{n}"
+                f" 2>/dev/null | grep -qx true || echo {n}"
+                for n in shared
+            ),
+        )
+        server.shell(
+            name="Start the shared services (redis, postgres) the release slots use",
+            commands=[
+                f"cd {shlex.quote(v['lectern_appliance_dir'])}",
+                f"{compose_command(v)} up -d --no-recreate {' '.join(shared)}",
+            ],
+            _if=None if missing else any_changed(*watched),
+        )
+    ref = shlex.quote(release_ref(v))
+    deploy_cmd = f"LECTERN_RELEASE_CONFIG={shlex.quote(config)} {shlex.quote(tool)} deploy {ref}"
+    plan = host.get_fact(
+        Command,
+        command=f"test -x {shlex.quote(tool)} || {{ echo install; exit 0; }}; "
+        f"LECTERN_RELEASE_CONFIG={shlex.quote(config)} {shlex.quote(tool)} deploy --dry-run {ref}"
+        " 2>/dev/null || echo failed",
+    )
+    # The plan is read before this run writes files: a changed compose file, .env or
+    # release configuration also redeploys (gated; the tool says `unchanged` otherwise).
     server.shell(
-        name="Pull the image and start the stack (configuration changed)",
-        commands=up_commands,
-        _if=any_changed(compose, env_file),
+        name="Deploy the release through the release tool (gated on health)",
+        commands=[deploy_cmd],
+        _if=None
+        if not str(plan or "").startswith("unchanged")
+        else any_changed(release_json, *watched),
     )
-    url = shlex.quote(health_url(v))
-    healthy = host.get_fact(
-        Command, command=f"curl -fsS -o /dev/null --max-time 5 {url} && echo ok || true"
-    )
-    if healthy != "ok":
-        _wait_healthy(v)
-    else:
-        _wait_healthy(v, _if=any_changed(compose, env_file))
 
 
 def _absent(v: dict[str, Any]) -> None:
@@ -245,21 +253,39 @@ def _absent(v: dict[str, Any]) -> None:
     ids = host.get_fact(
         Command,
         command="systemctl is-active --quiet docker || exit 0; "
-        f"docker ps -aq --filter label=com.docker.compose.project={project}",
+        f"docker ps -aq --filter label=org.lectern.app={project}",
     )
-    d = v["lectern_appliance_dir"]
     if ids:
-        if host.get_fact(File, path=f"{d}/docker-compose.yml"):
-            commands = [f"cd {shlex.quote(d)}", f"{compose_command(v)} down --remove-orphans"]
-        else:
-            commands = ["docker rm -f " + " ".join(shlex.quote(i) for i in ids.split())]
-        server.shell(name="Stop and remove the stack", commands=commands)
-    files.directory(name="Remove the stack directory", path=d, present=False)
-    files.file(
-        name="Remove the release tool", path=v["lectern_appliance_release_tool"], present=False
+        server.shell(
+            name="Stop and remove Lectern's containers",
+            commands=["docker rm -f " + " ".join(shlex.quote(i) for i in ids.split())],
+        )
+    network = host.get_fact(
+        Command,
+        command="systemctl is-active --quiet docker || exit 0; "
+        f"docker network inspect {project} >/dev/null 2>&1 && echo yes || true",
     )
+    if network:
+        server.shell(name="Remove the stack's network", commands=[f"docker network rm {project}"])
+    unit = "/etc/systemd/system/lectern-release-converge.service"
+    if host.get_fact(File, path=unit):
+        systemd.service(
+            name="Disable the converge-at-boot unit",
+            service="lectern-release-converge.service",
+            running=None,
+            enabled=False,
+        )
+    files.directory(
+        name="Remove the stack directory", path=v["lectern_appliance_dir"], present=False
+    )
+    for path in (v["lectern_appliance_release_tool"], v["lectern_appliance_release_config"], unit):
+        files.file(name=f"Remove {path}", path=path, present=False)
     if v["lectern_appliance_purge_data"]:
-        for path in (v["lectern_appliance_data_dir"], v["lectern_appliance_postgres_data_dir"]):
+        for path in (
+            v["lectern_appliance_data_dir"],
+            v["lectern_appliance_postgres_data_dir"],
+            v["lectern_appliance_release_state_dir"],
+        ):
             files.directory(name=f"Delete the app's data {path}", path=path, present=False)
 
 

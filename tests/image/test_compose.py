@@ -112,7 +112,7 @@ def test_minimal_stack_starts_pinned_by_digest(
             lectern_appliance_image_digest=digest,
             lectern_appliance_project=project,
             lectern_appliance_bind_address="127.0.0.1",
-            lectern_appliance_port=port,
+            lectern_appliance_slot_ports={"blue": port, "green": port + 1},
             lectern_appliance_data_dir=str(data),
             lectern_appliance_library_path=str(library),
             lectern_appliance_healthcheck_interval="2s",

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from appliance.deploys.appliance import image_ref, render_compose
+from appliance.deploys.appliance import release_ref, render_compose
 from appliance.roles import REPO_ROOT, role_vars
 
 Render = Callable[[str, str, dict[str, Any]], str]
@@ -36,8 +36,21 @@ def app_state(pytestconfig: pytest.Config, app: dict[str, Any]) -> str:
     return str(pytestconfig.getoption("lectern_state") or app["lectern_appliance_state"])
 
 
-def _container(app: dict[str, Any]) -> str:
-    return f"{app['lectern_appliance_project']}-app"
+def _release_status(host: Any, app: dict[str, Any]) -> dict[str, Any]:
+    out = host.check_output(f"{app['lectern_appliance_release_tool']} status --json")
+    status: dict[str, Any] = json.loads(out)
+    return status
+
+
+def _slot(host: Any, app: dict[str, Any]) -> str:
+    active = _release_status(host, app)["active"]
+    assert active, "the release tool records no serving release"
+    return str(active["slot"])
+
+
+def _container(host: Any, app: dict[str, Any]) -> str:
+    """The serving release's container: <project>-app-<slot>."""
+    return f"{app['lectern_appliance_project']}-app-{_slot(host, app)}"
 
 
 def _inspect(host: Any, name: str) -> dict[str, Any]:
@@ -93,9 +106,14 @@ class TestPresent:
     def test_container_runs_pinned_image_as_service_uid(
         self, host: Any, app: dict[str, Any]
     ) -> None:
-        c = _inspect(host, _container(app))
+        c = _inspect(host, _container(host, app))
         assert c["State"]["Running"]
-        assert c["Config"]["Image"] == image_ref(app)
+        image, ref = app["lectern_appliance_image"], release_ref(app)
+        if ref.startswith("sha256:"):
+            assert c["Config"]["Image"] == f"{image}@{ref}"
+        else:  # a tag: deployed by the digest it resolved to, recorded in the ledger
+            digest = _release_status(host, app)["active"]["digest"]
+            assert c["Config"]["Image"] == f"{image}@{digest}"
         assert (
             c["Config"]["User"] == f"{app['lectern_appliance_uid']}:{app['lectern_appliance_gid']}"
         )
@@ -108,7 +126,7 @@ class TestPresent:
         status = ""
         for _ in range(40):
             status = host.check_output(
-                "docker inspect -f '{{.State.Health.Status}}' " + _container(app)
+                "docker inspect -f '{{.State.Health.Status}}' " + _container(host, app)
             )
             if status != "starting":
                 break
@@ -118,14 +136,15 @@ class TestPresent:
     def test_health_endpoint_answers_on_the_host(self, host: Any, app: dict[str, Any]) -> None:
         bind = app["lectern_appliance_bind_address"]
         address = "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
-        url = f"http://{address}:{app['lectern_appliance_port']}{app['lectern_appliance_health_path']}"
+        port = app["lectern_appliance_slot_ports"][_slot(host, app)]
+        url = f"http://{address}:{port}{app['lectern_appliance_health_path']}"
         code = host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' {url}")
         assert code == "200"
         body = json.loads(host.check_output(f"curl -fsS {url}"))
         assert body["status"] in ("healthy", "degraded")
 
     def test_restart_policy_and_log_rotation(self, host: Any, app: dict[str, Any]) -> None:
-        hc = _inspect(host, _container(app))["HostConfig"]
+        hc = _inspect(host, _container(host, app))["HostConfig"]
         assert hc["RestartPolicy"]["Name"] == app["lectern_appliance_restart"]
         assert hc["LogConfig"]["Type"] == "json-file"
         assert hc["LogConfig"]["Config"] == {
@@ -135,7 +154,7 @@ class TestPresent:
         assert hc["ReadonlyRootfs"] is True
 
     def test_mounts(self, host: Any, app: dict[str, Any]) -> None:
-        mounts = {m["Destination"]: m for m in _inspect(host, _container(app))["Mounts"]}
+        mounts = {m["Destination"]: m for m in _inspect(host, _container(host, app))["Mounts"]}
         assert mounts["/data"]["Source"] == app["lectern_appliance_data_dir"]
         assert mounts["/data"]["RW"] is True
         root = app["lectern_appliance_library_mount"]
@@ -154,6 +173,35 @@ class TestPresent:
         assert tool.content_string == (REPO_ROOT / "rollback" / "lectern_release.py").read_text()
         assert host.run(f"{app['lectern_appliance_release_tool']} --help").rc == 0
 
+    def test_release_config_is_the_rendered_template(
+        self, host: Any, app: dict[str, Any], render: Render
+    ) -> None:
+        f = host.file(app["lectern_appliance_release_config"])
+        assert f.user == "root" and f.mode == 0o644
+        assert f.content_string == render("appliance", "release.json.j2", app)
+        assert json.loads(f.content_string)["image"] == app["lectern_appliance_image"]
+
+    def test_one_healthy_release_recorded(self, host: Any, app: dict[str, Any]) -> None:
+        status = _release_status(host, app)
+        assert status["healthy"] is True and status["in_progress"] is None
+        assert status["last"][-1]["outcome"] == "ok"
+        slot = status["active"]["slot"]
+        project = app["lectern_appliance_project"]
+        running = host.check_output(
+            "docker ps --filter label=org.lectern.role=app --format '{{.Names}}'"
+        ).split()
+        assert running == [f"{project}-app-{slot}"]  # the other slot was drained and stopped
+
+    def test_converge_unit_enabled(self, host: Any) -> None:
+        unit = host.service("lectern-release-converge")
+        assert unit.is_enabled
+        assert host.run("systemd-analyze verify lectern-release-converge.service").rc == 0
+
+    def test_redeploy_is_a_no_op(self, host: Any, app: dict[str, Any]) -> None:
+        ref = release_ref(app)
+        out = host.check_output(f"{app['lectern_appliance_release_tool']} deploy --dry-run {ref}")
+        assert out.startswith("unchanged"), out
+
 
 class TestAbsent:
     """lectern_appliance_state=absent: stack gone, data kept unless purged."""
@@ -167,14 +215,18 @@ class TestAbsent:
         if host.run("systemctl is-active --quiet docker").rc != 0:
             pytest.skip("engine off: nothing of it runs")
         ids = host.check_output(
-            "docker ps -aq --filter label=com.docker.compose.project="
-            + app["lectern_appliance_project"]
+            "docker ps -aq --filter label=org.lectern.app=" + app["lectern_appliance_project"]
         )
         assert ids == ""
 
     def test_files_removed(self, host: Any, app: dict[str, Any]) -> None:
-        assert not host.file(app["lectern_appliance_dir"]).exists
-        assert not host.file(app["lectern_appliance_release_tool"]).exists
+        for path in (
+            app["lectern_appliance_dir"],
+            app["lectern_appliance_release_tool"],
+            app["lectern_appliance_release_config"],
+            "/etc/systemd/system/lectern-release-converge.service",
+        ):
+            assert not host.file(path).exists, path
 
     def test_data_kept_unless_purged(self, host: Any, app: dict[str, Any]) -> None:
         exists = host.file(app["lectern_appliance_data_dir"]).exists
