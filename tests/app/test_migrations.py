@@ -132,3 +132,9 @@ def test_head_schema_matches_the_models(db_url: str) -> None:
         migrate(engine)  # idempotent
     finally:
         engine.dispose()
+
+
+def test_head_constant_is_alembics_head() -> None:
+    from lectern_app.accounts.db import HEAD, head_revision
+
+    assert head_revision() == HEAD  # bump db.HEAD with every new migration

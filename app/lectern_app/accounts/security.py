@@ -25,8 +25,7 @@ ALGORITHM = "HS256"
 # loaded 2-core machine. The library's default (64 MiB, p=4) took 0.6 s here, which turns
 # a burst of logins into a denial of service on a Raspberry Pi.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
-# a real hash to spend the same time on for unknown users (no user-enumeration by timing)
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+_dummy: list[str] = []  # a real hash to spend the same time on for unknown users
 
 
 def load_secret_key(data_dir: Path, given: str | None) -> str:
@@ -66,8 +65,10 @@ def verify_password(stored: str | None, password: str) -> bool:
 
 
 def _burn(password: str) -> None:
+    if not _dummy:  # made on first use, not at import (startup time)
+        _dummy.append(_hasher.hash(secrets.token_hex(16)))
     with contextlib.suppress(VerifyMismatchError, VerificationError, InvalidHashError):
-        _hasher.verify(_DUMMY_HASH, password)
+        _hasher.verify(_dummy[0], password)
 
 
 def md5_hex(text: str) -> str:
