@@ -46,6 +46,7 @@ class Result:
     ok: bool
     snapshot: str = ""
     error: str = ""
+    detail: str = ""
 
 
 def select(target: str, inventory: Path) -> list[Host]:
@@ -165,4 +166,10 @@ def restore(target: str, snapshot_id: str | None, inventory: Path, timeout: floa
         )
     if proc.returncode != 0 or not out.get("ok"):
         raise BackupCliError(f"{host.name}: restore failed: {out.get('error') or 'unknown'}")
-    return Result(host.name, True, snapshot=str(out.get("snapshot", "")))
+    restarted = int(out.get("restarted") or 0)
+    detail = (
+        f"{restarted} app container(s) stopped, restarted and healthy"
+        if restarted
+        else "no app container was running"
+    )
+    return Result(host.name, True, snapshot=str(out.get("snapshot", "")), detail=detail)

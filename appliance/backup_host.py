@@ -14,6 +14,7 @@ Prints one JSON line: {"ok", "snapshot", "restarted", "healthy", "error"}. Exit 
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -84,9 +85,11 @@ def main(ident: str) -> None:
     target = data_dir()
     if not target:
         done(1, error=f"{CONF} names no DATA_DIR: provision the backup role first")
-    ids = run(
-        "docker", "ps", "-q", "--filter", "label=org.lectern.role=app", timeout=60
-    ).stdout.split()
+    ids: list[str] = []
+    if shutil.which("docker"):  # no Docker: no app to stop (a backup-only host)
+        ids = run(
+            "docker", "ps", "-q", "--filter", "label=org.lectern.role=app", timeout=60
+        ).stdout.split()
     if ids:
         run("docker", "stop", *ids, timeout=120)
     restore = run(TOOL, "restore", "--snapshot", snap["id"], "--target", target, "--force")

@@ -273,7 +273,7 @@ def backup_cmd(
         raise typer.Exit(2) from exc
     for r in results:
         if r.ok:
-            console.print(f"{r.host} {r.snapshot}", highlight=False)
+            console.print(f"{r.host} {r.snapshot}", highlight=False, soft_wrap=True)
         else:
             err.print(f"[bold red]error:[/] {r.error}", highlight=False, soft_wrap=True)
     if not all(r.ok for r in results):
@@ -292,7 +292,9 @@ def restore_cmd(
     except backup_cli.BackupCliError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
-    console.print(f"{result.host}: restored snapshot {result.snapshot}; app healthy")
+    console.print(
+        f"{result.host}: restored snapshot {result.snapshot}; {result.detail}", soft_wrap=True
+    )
 
 
 if __name__ == "__main__":
