@@ -14,10 +14,11 @@ if TYPE_CHECKING:
 
 def mount(app: FastAPI) -> None:
     """Add the accounts routers (auth, admin, user, personal features, KOReader sync)."""
-    from . import kosync, personal, routes
+    from . import kosync, personal, routes, webui
 
     app.include_router(routes.auth_router)
     app.include_router(routes.admin_router)
     app.include_router(routes.me_router)
     app.include_router(personal.router)
     app.include_router(kosync.router)
+    app.include_router(webui.router)

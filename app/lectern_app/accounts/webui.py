@@ -1,0 +1,290 @@
+"""Web UI for accounts: sign in/out, "My shelf" (favorites, reading progress including
+KOReader's, reading lists) and the book page's favorite/list/progress forms.
+
+Library pages stay shared and cached (the same HTML for everyone); everything personal
+lives on these pages, which are never cached (Cache-Control: no-store). Forms are plain
+POSTs: session cookies are SameSite=Lax and HttpOnly, and a POST whose Origin is another
+site is refused, so other sites cannot submit them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, Form, HTTPException, Path, Request
+from sqlalchemy import select
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from ..web import render
+from .authcache import Principal
+from .deps import optional_user
+from .gate import REFRESH_COOKIE, clear_cookies, session_cookies
+from .models import Favorite, ReadingList, ReadingListItem, utcnow
+from .personal import (
+    add_favorite_for,
+    add_to_list,
+    brief,
+    create_list_for,
+    current_library,
+    favorites_of,
+    list_detail,
+    list_summaries,
+    progress_of,
+    require_book,
+    save_progress,
+)
+from .service import AccountError, Accounts
+
+router = APIRouter(include_in_schema=False)
+NO_STORE = {"cache-control": "no-store"}
+BookIdForm = Annotated[int, Form(ge=0, le=2**31 - 1)]
+
+
+def _acc(request: Request) -> Accounts:
+    acc: Accounts = request.app.state.accounts
+    if not acc.started:
+        raise HTTPException(503, detail={"error": "accounts_unavailable", "message": "down"})
+    return acc
+
+
+def _title(request: Request) -> str:
+    t: str = request.app.state.services.settings.title
+    return t
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: never an open redirect to another site."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/me"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/me"
+    return target
+
+
+def _same_origin(request: Request) -> None:
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        host = request.headers.get("host", "")
+        if urlsplit(origin).netloc != host:
+            raise HTTPException(403, detail={"error": "cross_site", "message": "cross-site form"})
+
+
+def _user_or_login(request: Request) -> Principal | Response:
+    p = optional_user(request)
+    if p is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+    return p
+
+
+def _page(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    return HTMLResponse(render(name, **ctx), status_code=status, headers=NO_STORE)
+
+
+@router.get("/login")
+def login_form(request: Request, next: str | None = None) -> Response:
+    return _page("login.html", title=_title(request), next=_safe_next(next), error=None)
+
+
+@router.post("/login")
+def login_submit(
+    request: Request,
+    username: Annotated[str, Form(max_length=255)],
+    password: Annotated[str, Form(max_length=1024)],
+    next: Annotated[str | None, Form(max_length=2000)] = None,
+) -> Response:
+    _same_origin(request)
+    acc = _acc(request)
+    ip = request.client.host if request.client else "unknown"
+    try:
+        pair, _p = acc.login(username, password, ip)
+    except AccountError as e:
+        r = _page(
+            "login.html",
+            status=e.status,
+            title=_title(request),
+            next=_safe_next(next),
+            error=e.message,
+            username=username,
+        )
+        for k, v in e.headers.items():
+            r.headers[k] = v
+        return r
+    ok = RedirectResponse(_safe_next(next), status_code=303)
+    for c in session_cookies(
+        pair.access, pair.refresh, acc.settings.refresh_days * 86400, acc.settings.cookie_secure
+    ):
+        ok.headers.append("set-cookie", c)
+    return ok
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    _same_origin(request)
+    acc = _acc(request)
+    token = request.cookies.get(REFRESH_COOKIE)
+    if token:
+        acc.logout(token)
+    r = RedirectResponse("/", status_code=303)
+    for c in clear_cookies():
+        r.headers.append("set-cookie", c)
+    return r
+
+
+@router.get("/me")
+def shelf(request: Request) -> Response:
+    p = _user_or_login(request)
+    if isinstance(p, Response):
+        return p
+    acc = _acc(request)
+    lib = current_library(request)
+    with acc.db.session() as db:
+        favorites = favorites_of(db, p.id, lib)
+        progress = progress_of(db, p.id, lib)
+        lists = list_summaries(db, p.id)
+    return _page(
+        "me.html",
+        title=_title(request),
+        user=p,
+        favorites=favorites,
+        progress=progress,
+        lists=lists,
+    )
+
+
+@router.get("/me/lists/{list_id}")
+def list_page(request: Request, list_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> Response:
+    p = _user_or_login(request)
+    if isinstance(p, Response):
+        return p
+    acc = _acc(request)
+    with acc.db.session() as db:
+        rl = db.get(ReadingList, list_id)
+        if rl is None or rl.user_id != p.id:
+            raise HTTPException(404, detail={"error": "not_found", "message": "no such list"})
+        detail = list_detail(db, rl, current_library(request))
+    return _page("readinglist.html", title=_title(request), user=p, rl=detail)
+
+
+def _need_user(request: Request) -> Principal:
+    _same_origin(request)
+    p = optional_user(request)
+    if p is None:
+        raise HTTPException(401, detail={"error": "auth_required", "message": "sign in first"})
+    return p
+
+
+def _back(to: str | None, default: str = "/me") -> RedirectResponse:
+    return RedirectResponse(_safe_next(to) if to else default, status_code=303)
+
+
+@router.post("/me/favorites")
+def favorite(
+    request: Request,
+    book_id: BookIdForm,
+    action: Annotated[str, Form(pattern="^(add|remove)$")] = "add",
+    next: Annotated[str | None, Form(max_length=2000)] = None,
+) -> Response:
+    p = _need_user(request)
+    acc = _acc(request)
+    if action == "add":
+        require_book(request, book_id)
+        add_favorite_for(acc, p.id, book_id)
+    else:
+        with acc.db.session() as db:
+            f = db.get(Favorite, (p.id, book_id))
+            if f is not None:
+                db.delete(f)
+    return _back(next)
+
+
+@router.post("/me/progress")
+def progress(
+    request: Request,
+    book_id: BookIdForm,
+    percentage: Annotated[float, Form(ge=0, le=100)],
+    next: Annotated[str | None, Form(max_length=2000)] = None,
+) -> Response:
+    p = _need_user(request)
+    require_book(request, book_id)
+    save_progress(_acc(request), p.id, book_id, percentage, None, "web")
+    return _back(next)
+
+
+@router.post("/me/lists")
+def new_list(
+    request: Request, name: Annotated[str, Form(min_length=1, max_length=200)]
+) -> Response:
+    p = _need_user(request)
+    created = create_list_for(_acc(request), p.id, name)
+    return _back(f"/me/lists/{created['id']}")
+
+
+@router.post("/me/lists/add")
+def add_to_named_list(
+    request: Request,
+    book_id: BookIdForm,
+    name: Annotated[str, Form(min_length=1, max_length=200)],
+    next: Annotated[str | None, Form(max_length=2000)] = None,
+) -> Response:
+    """The book page's form: add to the list of that name, creating it if needed."""
+    p = _need_user(request)
+    acc = _acc(request)
+    require_book(request, book_id)
+    with acc.db.session() as db:
+        rl = db.scalars(
+            select(ReadingList).where(ReadingList.user_id == p.id, ReadingList.name == name.strip())
+        ).first()
+        list_id = rl.id if rl is not None else None
+    if list_id is None:
+        list_id = int(create_list_for(acc, p.id, name)["id"])
+    add_to_list(acc, p.id, list_id, book_id)
+    return _back(next, f"/me/lists/{list_id}")
+
+
+@router.post("/me/lists/{list_id}/edit")
+def edit_list(
+    request: Request,
+    list_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    action: Annotated[str, Form(pattern="^(rename|delete|remove|up|down)$")],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+    book_id: Annotated[int | None, Form(ge=0, le=2**31 - 1)] = None,
+) -> Response:
+    p = _need_user(request)
+    acc = _acc(request)
+    with acc.db.session() as db:
+        rl = db.get(ReadingList, list_id)
+        if rl is None or rl.user_id != p.id:
+            raise HTTPException(404, detail={"error": "not_found", "message": "no such list"})
+        if action == "delete":
+            for item in db.scalars(select(ReadingListItem).where(ReadingListItem.list_id == rl.id)):
+                db.delete(item)
+            db.delete(rl)
+            return _back("/me")
+        if action == "rename" and name and name.strip():
+            rl.name = name.strip()
+        items = list(
+            db.scalars(
+                select(ReadingListItem)
+                .where(ReadingListItem.list_id == rl.id)
+                .order_by(ReadingListItem.position, ReadingListItem.added_at)
+            )
+        )
+        ids = [i.book_id for i in items]
+        if book_id is not None and book_id in ids:
+            k = ids.index(book_id)
+            if action == "remove":
+                db.delete(items.pop(k))
+            elif action == "up" and k > 0:
+                items[k - 1], items[k] = items[k], items[k - 1]
+            elif action == "down" and k < len(items) - 1:
+                items[k + 1], items[k] = items[k], items[k + 1]
+        for pos, item in enumerate(items):
+            item.position = pos
+        rl.updated_at = utcnow()
+    return _back(f"/me/lists/{list_id}")
+
+
+__all__ = ["brief", "router"]
