@@ -24,12 +24,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
+def redis_server(workdir: Path, port: int | None = None) -> Iterator[str]:
     """A throwaway redis-server on a loopback port (Debian package redis-server)."""
     exe = shutil.which("redis-server")
     if exe is None:  # pragma: no cover
         pytest.fail("redis-server is required: run scripts/ensure-host-packages.sh")
-    port = free_port()
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [

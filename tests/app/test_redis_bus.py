@@ -15,10 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+from lectern_app.accounts.config import AccountSettings
+from lectern_app.accounts.service import Accounts
 from lectern_app.demo import run_calibredb
 
 from .conftest import new_epub
-from .replica_helpers import Replica, metric, redis_server, start_replicas
+from .replica_helpers import Replica, free_port, metric, redis_server, start_replicas
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +34,33 @@ def pair(
     library = tmp / "lib"
     shutil.copytree(built_library[0], library)
     with redis_server(tmp / "redis") as redis_url:
+        (tmp / "shared").mkdir()
         common = {
             "CALIBRE_LIBRARY_PATH": str(library),
-            "DATA_DIR": str(tmp / "data"),  # shared: one accounts DB, one SECRET_KEY
             "REDIS_URL": redis_url,
+            # as on two hosts: one accounts database and secret, but separate DATA_DIRs
+            # (so nothing but Redis can tell B about a change made through A)
+            "DATABASE_URL": f"sqlite:///{tmp / 'shared' / 'lectern.db'}",
+            "SECRET_KEY": "test-secret-key-0123456789abcdef0123456789abcdef",
             "ADMIN_USERNAME": "root",
             "ADMIN_PASSWORD": "root-pass-1234",
         }
+        # migrate the shared database and create the admin once, before two processes
+        # start (two first starts racing on one fresh SQLite file is a different test)
+        acc = Accounts(
+            AccountSettings(
+                database_url=common["DATABASE_URL"],
+                secret_key=common["SECRET_KEY"],
+                admin_username="root",
+                admin_password="root-pass-1234",
+            ),
+            tmp / "shared",
+        )
+        acc.start()
+        acc.close()
         a, b = start_replicas(
-            {**common, "WATCH_CALIBRE_DB": "true"}, {**common, "WATCH_CALIBRE_DB": "false"}
+            {**common, "WATCH_CALIBRE_DB": "true", "DATA_DIR": str(tmp / "data-a")},
+            {**common, "WATCH_CALIBRE_DB": "false", "DATA_DIR": str(tmp / "data-b")},
         )
         errors: list[str] = []
         try:
@@ -153,3 +173,32 @@ def test_disabled_user_refused_by_both_replicas_within_a_second(
     for r in (a, b):
         assert r.client.get("/opds/", auth=basic).status_code == 401
     print("disabled user refused after", {k: f"{v * 1000:.0f} ms" for k, v in refused.items()})
+
+
+def test_redis_outage_degrades_then_recovers(
+    library: Path, client_for: Any, tmp_path: Path
+) -> None:
+    """In process (TestClient): Redis going away never breaks serving; the bus comes back."""
+    port = free_port()
+
+    def health(c: Any, want: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 5
+        while True:
+            h: dict[str, Any] = c.get("/api/health").json()
+            if h["status"] == want or time.monotonic() > deadline:
+                return h
+            time.sleep(0.05)
+
+    with redis_server(tmp_path / "r1", port) as url:
+        c = client_for(library, redis_url=url)
+        h = health(c, "healthy")
+        assert h["status"] == "healthy" and h["redis"]["bus"]["connected"], h
+        total = c.get("/api/books").json()["total"]
+    h = health(c, "degraded")
+    assert h["status"] == "degraded" and h["cache"] is False, h
+    assert h["redis"]["bus"]["connected"] is False
+    assert c.get("/api/books", params={"sort": "title"}).json()["total"] == total
+    with redis_server(tmp_path / "r2", port):
+        h = health(c, "healthy")
+        assert h["status"] == "healthy" and h["redis"]["bus"]["connected"], h
+        assert c.get("/api/books", params={"page": 2}).status_code == 200
