@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ class Accounts:
         self.account_limiter = SlidingWindow(settings.login_max_per_account, settings.login_window)
         # failed HTTP Basic / KOReader credential checks per client IP
         self.fail_limiter = SlidingWindow(settings.login_max_per_ip, settings.login_window)
+        self._verified: dict[str, tuple[float, int, int]] = {}  # access JWT -> exp, uid, ver
         self.started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -388,12 +390,22 @@ class Accounts:
     def cached_access(self, token: str) -> Principal | None:
         if not self.cache.enabled:
             return None
-        try:
-            claims = self.tok.decode(token, security.AUD_ACCESS)
-        except TokenError:
-            return None
-        p = self.cache.get_user(int(claims["sub"]))
-        if p is None or p.disabled or p.token_version != claims["ver"]:
+        # a token verified before (signature, aud, iss) is looked up by its exact text
+        # until it expires: no JSON parse, no HMAC. The user's state is checked every time.
+        seen = self._verified.get(token)
+        if seen is not None and seen[0] > time.time():
+            uid, ver = seen[1], seen[2]
+        else:
+            try:
+                claims = self.tok.decode(token, security.AUD_ACCESS)
+            except TokenError:
+                return None
+            uid, ver = int(claims["sub"]), int(claims["ver"])
+            if len(self._verified) >= 20000:
+                self._verified.clear()
+            self._verified[token] = (float(claims["exp"]), uid, ver)
+        p = self.cache.get_user(uid)
+        if p is None or p.disabled or p.token_version != ver:
             return None
         return p
 

@@ -1,0 +1,198 @@
+"""Authenticated listing with the auth cache on vs off (issue 4; seed 001 claims 5 ms vs
+100 ms per request).
+
+    .venv/bin/python bench/auth/bench.py [--books 10000] [--duration 8]
+
+On the calibredb-made benchmark library (bench/app/build_library.py, cached), starts
+Lectern (`python -m lectern_app`, one process) three times with a SQLite accounts DB:
+AUTH_REQUIRED=false (anonymous baseline), AUTH_REQUIRED=true with ENABLE_AUTH_CACHE=true,
+and AUTH_REQUIRED=true with ENABLE_AUTH_CACHE=false. Measures with wrk (-t2, c=10 and
+c=50): the JSON listing /api/books with a Bearer JWT, and the OPDS feed /opds/recent with
+HTTP Basic (what e-reader apps send on every request). Results:
+bench/results/auth-<time>.json and a markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench" / "app"))
+from build_library import build  # noqa: E402
+
+PORT = 8111
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+
+def wait_ok(url: str, deadline_s: float) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < deadline_s:
+        try:
+            if httpx.get(url, timeout=60).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer 200 within {deadline_s} s")
+
+
+PASSWORD = "bench-password-1"
+
+
+def wrk(url: str, conns: int, duration: int, header: str | None) -> dict[str, Any]:
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--timeout", "30s", "--latency"]
+    if header:
+        cmd += ["-H", header]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    res: dict[str, Any] = {"url": url, "c": conns}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    res["rps"] = float(m.group(1)) if m else 0.0
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
+        res[f"p{pct}_ms"] = _ms(m.group(1)) if m else float("nan")
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    res["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"(\d+) requests in", out)
+    res["requests"] = int(m.group(1)) if m else 0
+    return res
+
+
+def start(lib: Path, data: Path, **env: str) -> subprocess.Popen[bytes]:
+    e = dict(
+        os.environ,
+        CALIBRE_LIBRARY_PATH=str(lib),
+        DATA_DIR=str(data),
+        HOST="127.0.0.1",
+        PORT=str(PORT),
+        WATCH_CALIBRE_DB="true",
+        ADMIN_USERNAME="bench",
+        ADMIN_PASSWORD=PASSWORD,
+        LOGIN_MAX_PER_IP="1000",
+        **env,
+    )
+    e.pop("DATABASE_URL", None)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "lectern_app"],
+        env=e,
+        stdout=subprocess.DEVNULL,
+        stderr=open(data / "lectern.log", "ab"),  # noqa: SIM115
+    )
+    wait_ok(f"http://127.0.0.1:{PORT}/api/health", 180)
+    return p
+
+
+def stop(p: subprocess.Popen[bytes]) -> None:
+    p.terminate()
+    p.wait(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--books", type=int, default=10000)
+    ap.add_argument("--duration", type=int, default=8)
+    a = ap.parse_args()
+    lib = build(a.books, ROOT / ".cache" / "bench" / f"library-{a.books}")
+    base = f"http://127.0.0.1:{PORT}"
+    basic = "Authorization: Basic " + base64.b64encode(f"bench:{PASSWORD}".encode()).decode()
+    load0 = os.getloadavg()
+    rows: list[dict[str, Any]] = []
+    work = Path(tempfile.mkdtemp(prefix="lectern-bench-auth-"))
+    modes = [
+        ("anonymous", {"AUTH_REQUIRED": "false"}),
+        ("auth cache on", {"AUTH_REQUIRED": "true", "ENABLE_AUTH_CACHE": "true"}),
+        ("auth cache off", {"AUTH_REQUIRED": "true", "ENABLE_AUTH_CACHE": "false"}),
+    ]
+    try:
+        for mode, env in modes:
+            data = work / mode.replace(" ", "-")
+            data.mkdir()
+            p = start(lib, data, **env)
+            try:
+                tok = httpx.post(
+                    base + "/api/auth/login", data={"username": "bench", "password": PASSWORD}
+                ).json()["access_token"]
+                bearer = f"Authorization: Bearer {tok}"
+                checks = [
+                    (
+                        "JSON listing /api/books",
+                        "/api/books",
+                        None if mode == "anonymous" else bearer,
+                    ),
+                    ("OPDS /opds/recent", "/opds/recent", None if mode == "anonymous" else basic),
+                ]
+                for label, path, header in checks:
+                    h = {header.split(": ", 1)[0]: header.split(": ", 1)[1]} if header else {}
+                    assert httpx.get(base + path, headers=h).status_code == 200
+                    if mode != "anonymous":
+                        assert httpx.get(base + path).status_code == 401  # auth is really on
+                    for conns in (10, 50):
+                        r = wrk(base + path, conns, a.duration, header)
+                        r.update(mode=mode, page=label, auth=header.split()[1] if header else "-")
+                        rows.append(r)
+                        print(
+                            f"{mode:15} {label:26} c={conns:<3} {r['rps']:8.0f} req/s "
+                            f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms "
+                            f"non2xx {r['non2xx']}",
+                            file=sys.stderr,
+                        )
+            finally:
+                stop(p)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    result = {
+        "books": a.books,
+        "duration": a.duration,
+        "commit": commit,
+        "load_start": load0,
+        "load_end": os.getloadavg(),
+        "rows": rows,
+    }
+    out = ROOT / "bench" / "results" / f"auth-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(markdown(result))
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        "| page | auth | c | mode | req/s | p50 ms | p99 ms | non-2xx |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for x in r["rows"]:
+        lines.append(
+            f"| {x['page']} | {x['auth']} | {x['c']} | {x['mode']} | {x['rps']:.0f} | "
+            f"{x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['non2xx']} |"
+        )
+    l0, l1 = r["load_start"], r["load_end"]
+    lines.append("")
+    lines.append(
+        f"- {r['books']} books, commit `{r['commit']}`, wrk -t2 -d{r['duration']}s; load average "
+        f"{l0[0]:.2f} {l0[1]:.2f} {l0[2]:.2f} at the start, {l1[0]:.2f} {l1[1]:.2f} {l1[2]:.2f} "
+        "at the end"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
