@@ -99,7 +99,7 @@ def start_replicas(*envs: dict[str, str]) -> list[Replica]:
         )
         started.append((proc, f"http://127.0.0.1:{port}"))
     replicas: list[Replica] = []
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 150  # a loaded 2-CPU box needs ~20-60 s per start
     for proc, base in started:
         while True:
             if proc.poll() is not None:
