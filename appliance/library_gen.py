@@ -231,6 +231,22 @@ def calibredb() -> str:
     return exe
 
 
+def run_calibredb(
+    args: list[str], env: dict[str, str] | None = None, wait: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """calibredb ARGS, waiting (within reason) while another calibre program holds
+    calibre's single-instance lock (parallel test runs)."""
+    deadline = time.monotonic() + wait
+    while True:
+        proc = subprocess.run(
+            [calibredb(), *args], capture_output=True, text=True, check=False, env=env
+        )
+        busy = "Another calibre program" in proc.stderr
+        if proc.returncode == 0 or not busy or time.monotonic() > deadline:
+            return proc
+        time.sleep(random.uniform(0.5, 2.0))
+
+
 def build_library(library: Path, count: int, seed: int = 42) -> list[BookSpec]:
     """Create (or extend) a Calibre library at ``library`` with ``count`` generated books."""
     library.mkdir(parents=True, exist_ok=True)
@@ -243,27 +259,16 @@ def build_library(library: Path, count: int, seed: int = 42) -> list[BookSpec]:
             files.append(str(path))
         # calibre tries to render a cover for cover-less books and logs a traceback when
         # it cannot (no display); that is expected, so stderr is only shown on failure.
-        # calibre also refuses to run while another calibre program holds its
-        # single-instance lock (parallel test runs): wait for it, within reason.
-        deadline = time.monotonic() + 120
-        while True:
-            proc = subprocess.run(
-                [calibredb(), "add", "--with-library", str(library), "--duplicates", *files],
-                capture_output=True,
-                text=True,
-                check=False,
-                env={
-                    "HOME": tmp,
-                    "PATH": "/usr/bin:/bin",
-                    "LANG": "C.UTF-8",
-                    "QT_QPA_PLATFORM": "offscreen",
-                    "CALIBRE_CONFIG_DIRECTORY": f"{tmp}/cfg",
-                },
-            )
-            busy = "Another calibre program" in proc.stderr
-            if proc.returncode == 0 or not busy or time.monotonic() > deadline:
-                break
-            time.sleep(random.uniform(0.5, 2.0))
+        proc = run_calibredb(
+            ["add", "--with-library", str(library), "--duplicates", *files],
+            env={
+                "HOME": tmp,
+                "PATH": "/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                "QT_QPA_PLATFORM": "offscreen",
+                "CALIBRE_CONFIG_DIRECTORY": f"{tmp}/cfg",
+            },
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"calibredb add failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return specs

@@ -182,9 +182,12 @@ class State:
 def run(
     cmd: list[str], env: dict[str, str] | None = None, check: bool = True, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False
-    )
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
+    except OSError as exc:  # e.g. docker-compose not installed
+        raise ReleaseError(f"cannot run {cmd[0]}: {exc.strerror}") from exc
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise ReleaseError(f"{' '.join(cmd[:3])} failed: {' / '.join(detail)}")
@@ -359,6 +362,11 @@ class Releaser:
 
     def snapshot(self) -> str:
         if not self.cfg.backup_command:
+            return ""
+        if not os.access(self.cfg.backup_command, os.X_OK):
+            # the backup role is off on this host: update without a snapshot, and a
+            # rollback across a schema change will say there is none
+            log(f"{self.cfg.backup_command} is not installed: no pre-update snapshot")
             return ""
         proc = run([self.cfg.backup_command, "snapshot", "--tag", "pre-update"], timeout=1800)
         lines = proc.stdout.strip().splitlines()

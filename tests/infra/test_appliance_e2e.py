@@ -8,6 +8,7 @@ NAS replica when the PC goes away.
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -17,6 +18,7 @@ import pytest
 from labtools import run
 
 from appliance import lab as lab_mod
+from appliance.library_gen import run_calibredb
 
 IP = {n.name: n.ip for n in lab_mod.NODES}
 HOSTS = ["pi", "server"]
@@ -26,9 +28,21 @@ def on(host: str, command: str, check: bool = True) -> subprocess.CompletedProce
     return run(*lab_mod.ssh_args(IP[host]), command, check=check)
 
 
+_CA: dict[str, ssl.SSLContext] = {}
+
+
+def tls(host: str) -> ssl.SSLContext:
+    """A client context trusting the host's exported lab CA (and nothing else)."""
+    if host not in _CA:
+        pem = on(host, "sudo cat /etc/lectern/lab-ca.crt").stdout
+        _CA[host] = ssl.create_default_context(cadata=pem)
+    return _CA[host]
+
+
 def books_on(host: str) -> dict[int, str]:
-    url = f"http://{IP[host]}:8000/api/books?per_page=100&sort=added"
-    with urllib.request.urlopen(url, timeout=5) as resp:
+    """What users see: the listing through the host's TLS proxy (whichever slot serves)."""
+    url = f"https://{IP[host]}/api/books?per_page=100&sort=added"
+    with urllib.request.urlopen(url, timeout=5, context=tls(host)) as resp:
         return {b["id"]: b["title"] for b in json.load(resp)["items"]}
 
 
@@ -46,16 +60,11 @@ def serving_within(host: str, expected: dict[int, str], seconds: float) -> bool:
 
 
 def calibredb_books() -> dict[int, str]:
-    out = run(
-        "calibredb",
-        "list",
-        "--for-machine",
-        "--fields",
-        "title",
-        "--with-library",
-        str(lab_mod.library_dir()),
-    ).stdout
-    return {b["id"]: b["title"] for b in json.loads(out)}
+    proc = run_calibredb(
+        ["list", "--for-machine", "--fields", "title", "--with-library", str(lab_mod.library_dir())]
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {b["id"]: b["title"] for b in json.loads(proc.stdout)}
 
 
 @pytest.mark.parametrize("host", HOSTS)

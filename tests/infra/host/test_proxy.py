@@ -208,7 +208,8 @@ class TestProxyPresent:
             other = next(t for t in ("127.0.0.1:8001", "127.0.0.1:8002") if t not in before)
             failing = (
                 f"sed 's|^CADDYFILE=.*|CADDYFILE=/nonexistent|' {conf} > /run/lectern-test.conf"
-                f" && LECTERN_PROXY_CONF=/run/lectern-test.conf lectern-proxy-switch --force {other}"
+                " && LECTERN_PROXY_CONF=/run/lectern-test.conf"
+                f" lectern-proxy-switch --force {other}"
             )
         else:  # nginx -t resolves upstream names
             failing = "lectern-proxy-switch --force no-such-host.invalid:80"
