@@ -50,6 +50,9 @@ SHA_FULL=$(git rev-parse HEAD)
 DIRTY=""
 git diff --quiet HEAD -- app 2>/dev/null && [ -z "$(git ls-files --others --exclude-standard app)" ] || DIRTY="-dirty"
 REVISION=$SHA_FULL$DIRTY
+# data-schema generation (org.lectern.schema-version: lectern-release compares it on rollback)
+SCHEMA=$(sed -n 's/^SCHEMA_GENERATION = \([0-9][0-9]*\)$/\1/p' app/lectern_app/__init__.py)
+[ -n "$SCHEMA" ] || { echo "build: SCHEMA_GENERATION not found in app/lectern_app/__init__.py" >&2; exit 2; }
 EPOCH=$(git log -1 --format=%ct HEAD)
 CREATED=$(date -u -d "@$EPOCH" +%Y-%m-%dT%H:%M:%SZ)
 SOURCE=${SOURCE_URL:-$(git config --get remote.origin.url 2>/dev/null || echo https://github.com/lectern/lectern)}
@@ -104,7 +107,7 @@ choose_base() {
 if [ "$BUILDER" = bake ] || { [ "$BUILDER" = auto ] && docker buildx version >/dev/null 2>&1; }; then
   log "buildx found: docker buildx bake -f images/docker-bake.hcl (${PLATFORMS})"
   t0=$(now)
-  export CONTEXT=$CTX VERSION REVISION CREATED SOURCE PLATFORMS REGISTRY SOURCE_DATE_EPOCH=$EPOCH
+  export CONTEXT=$CTX VERSION REVISION CREATED SOURCE SCHEMA PLATFORMS REGISTRY SOURCE_DATE_EPOCH=$EPOCH
   export TAGS_CSV; TAGS_CSV=$(IFS=,; echo "${TAGS[*]}")
   export BASE_IMAGE=${BASE_IMAGE:-$PUBLIC_BASE}
   bake_args=(-f images/docker-bake.hcl --metadata-file "$OUT/bake-metadata.json")
@@ -136,7 +139,7 @@ for plat in "${PLATS[@]}"; do
   base_id=$(docker image inspect -f '{{.Id}}' "$base")
   log "$plat: base $base ($( [ "${base#lectern/debian-base}" != "$base" ] && echo air-gapped debootstrap base || echo public base))"
   build_args=(--build-arg "BASE_IMAGE=$base" --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION"
-              --build-arg "CREATED=$CREATED" --build-arg "SOURCE=$SOURCE")
+              --build-arg "CREATED=$CREATED" --build-arg "SOURCE=$SOURCE" --build-arg "SCHEMA=$SCHEMA")
   [ -n "${PIP_INDEX_URL:-}" ] && build_args+=(--build-arg "PIP_INDEX_URL=$PIP_INDEX_URL")
   inputs=$( (cd "$CTX" && find . -type f -print0 | sort -z | xargs -0 sha256sum; echo "$plat $base_id ${build_args[*]}") \
             | sha256sum | cut -c1-16)

@@ -16,6 +16,7 @@ variable "VERSION"    { default = "0.0.0" }
 variable "REVISION"   { default = "unknown" }
 variable "CREATED"    { default = "1970-01-01T00:00:00Z" }
 variable "SOURCE"     { default = "https://github.com/lectern/lectern" }
+variable "SCHEMA"     { default = "0" }
 # BuildKit honours SOURCE_DATE_EPOCH for layer timestamps and the image config (reproducible)
 variable "SOURCE_DATE_EPOCH" { default = "0" }
 
@@ -34,6 +35,7 @@ target "app" {
     REVISION          = REVISION
     CREATED           = CREATED
     SOURCE            = SOURCE
+    SCHEMA            = SCHEMA
     SOURCE_DATE_EPOCH = SOURCE_DATE_EPOCH
   }
   labels = {
@@ -41,6 +43,7 @@ target "app" {
     "org.opencontainers.image.revision" = REVISION
     "org.opencontainers.image.created"  = CREATED
     "org.opencontainers.image.source"   = SOURCE
+    "org.lectern.schema-version"        = SCHEMA
   }
   output = ["type=image,oci-mediatypes=true,rewrite-timestamp=true"]
 }

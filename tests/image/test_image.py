@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lectern_app import SCHEMA_GENERATION
 
 from .conftest import (
     REGISTRY,
@@ -74,6 +75,8 @@ def test_both_architectures_build(build: dict[str, Any]) -> None:
         assert lab["org.opencontainers.image.revision"].startswith(build["revision"][:12])
         assert lab["org.opencontainers.image.created"] == build["created"]
         assert lab["org.opencontainers.image.source"]
+        # lectern-release reads it to decide whether a rollback restores /data
+        assert lab["org.lectern.schema-version"] == str(SCHEMA_GENERATION)
         assert info["digest"].startswith("sha256:")
 
 
