@@ -128,8 +128,9 @@ class RedisBus(Bus):
     def close(self) -> None:
         self._stop.set()
         self._out.put(None)
-        self._listener.join(timeout=3)
-        self._publisher.join(timeout=3)
+        for t in (self._listener, self._publisher):
+            if t.is_alive():
+                t.join(timeout=3)
         self._redis.close()
 
     def status(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -26,7 +27,10 @@ async def health(request: Request) -> Response:
     st = svc.state.status
     data_ok = os.access(svc.settings.data_dir, os.W_OK)
     calibre_ok = lib is not None and st.ok
-    remote = remote_status(svc)
+    if svc.shared is not None:  # pings Redis: off the event loop
+        remote = await anyio.to_thread.run_sync(remote_status, svc)
+    else:
+        remote = remote_status(svc)
     if calibre_ok and data_ok and remote.get("ok", True):
         status = "healthy"
     elif lib is not None:
