@@ -56,7 +56,6 @@ def compose_vars(v: dict[str, Any]) -> dict[str, Any]:
     env.update({name: f"${{{name}}}" for name in v["lectern_appliance_secrets"]})
     return {
         **v,
-        "ansible_managed": v["lectern_managed"],
         "lectern_appliance_env": env,
         "lectern_appliance_postgres_password": "${LECTERN_POSTGRES_PASSWORD}",
     }

@@ -14,6 +14,8 @@ import jinja2
 import pytest
 import yaml
 
+from appliance.roles import role_defaults
+
 from .conftest import REGISTRY, ROOT, docker, free_port, wait_health
 
 STACK = ROOT / "compose" / "docker-compose.yml.j2"
@@ -43,8 +45,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def render(template: Path, **variables: Any) -> str:
+    """The template with roles/appliance's defaults (its one documented source) + overrides."""
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    return env.from_string(template.read_text()).render(**variables)
+    return env.from_string(template.read_text()).render(
+        **{**role_defaults("appliance"), **variables}
+    )
 
 
 def compose(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -20,6 +20,7 @@ import jinja2
 import pytest
 
 from appliance.library_gen import build_library
+from appliance.roles import role_defaults
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "rollback" / "lectern_release.py"
@@ -156,12 +157,15 @@ def host(registry: str, tmp_path: Path, library: Path) -> Iterator[Host]:
     compose = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined)
     (tmp_path / "docker-compose.yml").write_text(
         compose.from_string(template).render(
-            lectern_appliance_image=registry,
-            lectern_appliance_project=PROJECT,
-            lectern_appliance_data_dir=str(data),
-            lectern_appliance_library_path=str(library),
-            lectern_appliance_healthcheck_start_period="5s",
-            lectern_appliance_healthcheck_interval="2s",
+            role_defaults("appliance")
+            | dict(
+                lectern_appliance_image=registry,
+                lectern_appliance_project=PROJECT,
+                lectern_appliance_data_dir=str(data),
+                lectern_appliance_library_path=str(library),
+                lectern_appliance_healthcheck_start_period="5s",
+                lectern_appliance_healthcheck_interval="2s",
+            )
         )
     )
     backup = tmp_path / "backup"
