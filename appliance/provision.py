@@ -101,11 +101,12 @@ def command(
 ) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ, LECTERN_INVENTORY=str(inventory), PYTHONPATH=str(REPO_ROOT))
     if engine == "pyinfra":
+        # pyinfra takes one name per --limit (a comma list matches no host at all)
+        limits = [arg for name in limit.split(",") for arg in ("--limit", name)]
         cmd = [
             executable("pyinfra"),
             "-y",
-            "--limit",
-            limit,
+            *limits,
             "appliance/pyinfra_inventory.py",
             "appliance/deploys/site.py",
         ]
