@@ -32,6 +32,13 @@ log = logging.getLogger("lectern.library")
 
 Stamp = tuple[object, ...]
 CHECK_INTERVAL = 0.001  # at most one stamp check per millisecond
+# A stamp check slower than this means the library's file system stalls (a network mount
+# whose server went away: a FUSE stat then blocks for the mount's timeout). Requests stop
+# checking inline for OFFLOAD_SECONDS and are served from memory while one background
+# thread keeps checking, so a dead mount never blocks the event loop again; the host's
+# switch to a replica is picked up by that thread.
+SLOW_CHECK = 0.25
+OFFLOAD_SECONDS = 30.0
 
 
 def _stat(path: str) -> tuple[int, int, int] | None:
@@ -102,6 +109,9 @@ class LibraryState:
         self._listeners: list[Callable[[Library], None]] = []
         self._incremental_run = 0
         self._checked_at = 0.0
+        self._offload_until = 0.0
+        self._background: threading.Thread | None = None
+        self.stalls = 0  # slow stamp checks seen (a stalling library file system)
 
     def add_listener(self, fn: Callable[[Library], None]) -> None:
         self._listeners.append(fn)
@@ -115,7 +125,14 @@ class LibraryState:
         if now - self._checked_at < CHECK_INTERVAL and self.current is not None:
             return self.current  # checked under a millisecond ago (saves syscalls under load)
         self._checked_at = now
+        if now < self._offload_until:
+            self._check_in_background()
+            return self.current
         stamp = compute_stamp(self.db)
+        if time.monotonic() - now > SLOW_CHECK:
+            self._stalled()
+            self._check_in_background()
+            return self.current
         if stamp == self.stamp and self.current is not None:
             return self.current
         failing = self.current is None or not self.status.ok
@@ -136,6 +153,35 @@ class LibraryState:
             if unchanged and not (full and self._incremental_run > 0):
                 return
             self._reload(stamp, full=full)
+
+    def _stalled(self) -> None:
+        self.stalls += 1
+        self._offload_until = time.monotonic() + OFFLOAD_SECONDS
+        log.warning(
+            "library file system stalled (a stamp check took over %.0f ms): serving from"
+            " memory, checking in the background",
+            SLOW_CHECK * 1000,
+        )
+
+    def _check_in_background(self) -> None:
+        """One thread at a time re-checks (and reloads) off the request path."""
+        if self._background is not None and self._background.is_alive():
+            return
+        self._background = threading.Thread(
+            target=self._background_check, name="library-check", daemon=True
+        )
+        self._background.start()
+
+    def _background_check(self) -> None:
+        t0 = time.monotonic()
+        stamp = compute_stamp(self.db)
+        if time.monotonic() - t0 > SLOW_CHECK:
+            self._stalled()  # still stalling: stay offloaded
+            return
+        with contextlib.suppress(Exception):  # reported through status, like inline reloads
+            self.refresh(stamp)
+        if self.status.ok:
+            self._offload_until = 0.0  # fast and healthy again: back to inline checks
 
     def close(self) -> None:
         with self._lock:
