@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from lectern_app import state as state_mod
 from lectern_app.state import LibraryState
 
