@@ -36,7 +36,7 @@ def test_a_stalled_library_is_served_from_memory_then_the_replica(
     def stamp(db: str) -> tuple[object, ...]:
         if dead.is_set() and Path(db).resolve().is_relative_to(primary):
             time.sleep(1.0)  # the dead mount's timeout (shortened)
-        return real(db)
+        return tuple(real(db))
 
     monkeypatch.setattr(state_mod, "compute_stamp", stamp)
     monkeypatch.setattr(state_mod, "CHECK_INTERVAL", 0.0)
