@@ -286,3 +286,29 @@ def test_auth_required_switch(make_app: Any, library: Path, tmp_path: Path) -> N
     assert c.get("/api/books/1", headers=h).status_code == 200
     assert c.get("/api/books/1").status_code == 401
     assert c.get("/api/files/download/1/epub").status_code == 401
+
+
+def test_expired_refresh_tokens_are_pruned(make_app: Any, db_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from lectern_app.accounts.models import RefreshToken
+    from sqlalchemy import func, select, update
+
+    c = make_app(None, db_url)
+    login(c)
+    live = login(c)
+    acc = c.app.state.accounts
+    with acc.db.session() as db:
+        first = db.scalars(select(RefreshToken).order_by(RefreshToken.issued_at)).first()
+        db.execute(
+            update(RefreshToken)
+            .where(RefreshToken.jti == first.jti)
+            .values(expires_at=datetime.now(UTC) - timedelta(days=1))
+        )
+    assert acc.prune() == 1
+    with acc.db.session() as db:
+        assert db.scalar(select(func.count()).select_from(RefreshToken)) == 1
+    assert (
+        c.post("/api/auth/refresh", data={"refresh_token": live["refresh_token"]}).status_code
+        == 200
+    )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -92,7 +92,16 @@ class Accounts:
         )
         self.db.migrate()
         self._bootstrap_admin()
+        self.prune()
         self.started = True
+
+    def prune(self) -> int:
+        """Forget refresh tokens past their expiry (they can no longer be presented)."""
+        with self.db.session() as db:
+            n = db.execute(  # type: ignore[attr-defined]
+                delete(RefreshToken).where(RefreshToken.expires_at < utcnow())
+            ).rowcount
+        return int(n or 0)
 
     def close(self) -> None:
         self.db.dispose()
