@@ -130,12 +130,13 @@ def _present(v: dict[str, Any]) -> None:
     # With a library mount, the library_source role owns the path (a symlink it switches,
     # created later in this same run): never create it here.
     if exists != "yes" and not v["lectern_appliance_library_mount"]:
-        files.directory(
+        # Decided again when it runs: library_source (earlier in this run) may create
+        # the path as its stable symlink after this plan was made.
+        server.shell(
             name="Create the library path (missing)",
-            path=library,
-            user="root",
-            group="root",
-            mode="755",
+            commands=[
+                f"test -e {quoted} -o -L {quoted} || install -d -m 755 -o root -g root {quoted}"
+            ],
         )
 
     with _no_diff():
