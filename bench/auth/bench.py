@@ -4,11 +4,12 @@
     .venv/bin/python bench/auth/bench.py [--books 10000] [--duration 8]
 
 On the calibredb-made benchmark library (bench/app/build_library.py, cached), starts
-Lectern (`python -m lectern_app`, one process) three times with a SQLite accounts DB:
+Lectern (`python -m lectern_app`, one process) with a SQLite accounts DB:
 AUTH_REQUIRED=false (anonymous baseline), AUTH_REQUIRED=true with ENABLE_AUTH_CACHE=true,
-and AUTH_REQUIRED=true with ENABLE_AUTH_CACHE=false. Measures with wrk (-t2, c=10 and
-c=50): the JSON listing /api/books with a Bearer JWT, and the OPDS feed /opds/recent with
-HTTP Basic (what e-reader apps send on every request). Results:
+and AUTH_REQUIRED=true with ENABLE_AUTH_CACHE=false; then the two auth modes again with
+the accounts on a local PostgreSQL (throwaway cluster on a unix socket). Measures with
+wrk (-t2, c=10 and c=50): the JSON listing /api/books with a Bearer JWT, and the OPDS
+feed /opds/recent with HTTP Basic (what e-reader apps send on every request). Results:
 bench/results/auth-<time>.json and a markdown table on stdout.
 """
 
@@ -88,7 +89,8 @@ def start(lib: Path, data: Path, **env: str) -> subprocess.Popen[bytes]:
         LOGIN_MAX_PER_IP="1000",
         **env,
     )
-    e.pop("DATABASE_URL", None)
+    if "DATABASE_URL" not in env:
+        e.pop("DATABASE_URL", None)
     p = subprocess.Popen(
         [sys.executable, "-m", "lectern_app"],
         env=e,
@@ -97,6 +99,65 @@ def start(lib: Path, data: Path, **env: str) -> subprocess.Popen[bytes]:
     )
     wait_ok(f"http://127.0.0.1:{PORT}/api/health", 180)
     return p
+
+
+def _as_postgres() -> list[str]:
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+def start_postgres(base: Path) -> Any:
+    """A throwaway PostgreSQL cluster on a unix socket (Debian's postgresql package), or
+    None when it is not installed. Returns a function: database name -> DATABASE_URL."""
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not bins:
+        print("bench: no PostgreSQL installed; its rows are skipped", file=sys.stderr)
+        return None
+    bindir = bins[-1].parent
+    base.mkdir(parents=True)
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+        base.parent.chmod(0o755)
+    run = _as_postgres()
+    subprocess.run(
+        [*run, str(bindir / "initdb"), "-D", str(base / "data"), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *run,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(base / "data"),
+            "-l",
+            str(base / "log"),
+            "-o",
+            f"-k {base} -c listen_addresses='' -p 5439",
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+    def url(name: str) -> str:
+        subprocess.run(
+            [*run, str(bindir / "createdb"), "-h", str(base), "-p", "5439", "-U", "postgres", name],
+            check=True,
+            capture_output=True,
+        )
+        return f"postgresql://postgres@/{name}?host={base}&port=5439"
+
+    return url
+
+
+def stop_postgres(base: Path) -> None:
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if bins and (base / "data").exists():
+        subprocess.run(
+            [*_as_postgres(), str(bins[-1]), "-D", str(base / "data"), "-m", "fast", "stop"],
+            capture_output=True,
+        )
 
 
 def stop(p: subprocess.Popen[bytes]) -> None:
@@ -115,14 +176,27 @@ def main() -> None:
     load0 = os.getloadavg()
     rows: list[dict[str, Any]] = []
     work = Path(tempfile.mkdtemp(prefix="lectern-bench-auth-"))
-    modes = [
+    pg = start_postgres(work / "pg")
+    modes: list[tuple[str, dict[str, str]]] = [
         ("anonymous", {"AUTH_REQUIRED": "false"}),
         ("auth cache on", {"AUTH_REQUIRED": "true", "ENABLE_AUTH_CACHE": "true"}),
         ("auth cache off", {"AUTH_REQUIRED": "true", "ENABLE_AUTH_CACHE": "false"}),
     ]
+    if pg is not None:
+        for on in ("on", "off"):
+            modes.append(
+                (
+                    f"auth cache {on}, PostgreSQL",
+                    {
+                        "AUTH_REQUIRED": "true",
+                        "ENABLE_AUTH_CACHE": "true" if on == "on" else "false",
+                        "DATABASE_URL": pg(f"bench_{on}"),
+                    },
+                )
+            )
     try:
         for mode, env in modes:
-            data = work / mode.replace(" ", "-")
+            data = work / re.sub(r"[^a-z]+", "-", mode)
             data.mkdir()
             p = start(lib, data, **env)
             try:
@@ -156,6 +230,7 @@ def main() -> None:
             finally:
                 stop(p)
     finally:
+        stop_postgres(work / "pg")
         shutil.rmtree(work, ignore_errors=True)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT

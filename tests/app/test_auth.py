@@ -312,3 +312,30 @@ def test_expired_refresh_tokens_are_pruned(make_app: Any, db_url: str) -> None:
         c.post("/api/auth/refresh", data={"refresh_token": live["refresh_token"]}).status_code
         == 200
     )
+
+
+def test_accounts_db_gone_is_503_not_500_and_browsing_goes_on(
+    make_app: Any, library: Path, postgres_server: dict[str, Any]
+) -> None:
+    import psycopg
+
+    from .accounts_support import new_pg_database
+
+    url = new_pg_database(postgres_server)
+    c = make_app(library, url, auth_cache=False)
+    h = bearer(login(c)["access_token"])
+    assert c.get("/api/user/me", headers=h).status_code == 200
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    c.app.state.accounts.db.engine.dispose()
+    with psycopg.connect(
+        host=postgres_server["host"],
+        port=postgres_server["port"],
+        user="postgres",
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    assert c.get("/api/user/me", headers=h).status_code == 503
+    assert c.get("/api/books").status_code == 200  # anonymous browsing is unaffected

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from urllib.parse import quote
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .authcache import Principal
 from .service import AccountError, Accounts
 
+log = logging.getLogger("lectern.accounts")
 SCOPE_USER = "lectern.user"
 ACCESS_COOKIE = "lectern_access"
 REFRESH_COOKIE = "lectern_refresh"
@@ -111,10 +113,18 @@ class AuthGate:
                 else:
                     await _deny(send, scope, e.status, e.code, e.message, e.headers)
                     return
+            except Exception as e:  # the accounts DB went away: a clear 503, not a 500
+                log.error("auth check failed: %s", type(e).__name__)
+                await _deny(send, scope, 503, "accounts_unavailable", "accounts database error")
+                return
         else:
             cookies = _cookies(scope)
             if ACCESS_COOKIE in cookies or REFRESH_COOKIE in cookies:
-                principal, set_cookies = await self._from_cookies(cookies)
+                try:
+                    principal, set_cookies = await self._from_cookies(cookies)
+                except Exception as e:
+                    log.error("auth check failed: %s", type(e).__name__)
+                    principal, set_cookies = None, []
         scope[SCOPE_USER] = principal
         if principal is None and acc.settings.auth_required and not path.startswith(OPEN):
             await _deny(send, scope, 401, "auth_required", "sign in first")
