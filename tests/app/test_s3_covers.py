@@ -139,6 +139,8 @@ def test_upload_command_and_presigned_redirects(
     assert loc.path == f"/{BUCKET}/covers/{first}.jpg"
     assert parse_qs(loc.query)["X-Amz-Expires"] == ["600"]
     assert "X-Amz-Signature" in parse_qs(loc.query)
+    again = c.get(f"/api/files/cover/{first}", follow_redirects=False)  # from memory
+    assert again.status_code == 302 and again.headers["location"] == r.headers["location"]
     got = httpx.get(r.headers["location"])  # the presigned URL really serves the cover
     assert got.status_code == 200 and got.content == local.read_bytes()
 

@@ -118,9 +118,17 @@ async def cover(
         url = s3.url_for(b.id, lib.library_id, src, thumb)
         if url is not None:
             svc.storage.metrics.redirects.labels("cdn" if s3.cdn else "s3").inc()
-            return Response(
-                status_code=302, headers={"location": url, "cache-control": "private, max-age=60"}
+            headers = {"location": url, "cache-control": "private, max-age=60"}
+            # repeats are answered by the fast path for a minute (a presigned URL is reused
+            # for half its lifetime; a library change moves the key anyway)
+            raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+            raw.append((b"content-length", b"0"))
+            svc.responses.set(
+                response_key(lib.version, request.scope),
+                CachedResponse(302, raw, b"", None),
+                ttl=min(60.0, s3.expiry / 4),
             )
+            return Response(status_code=302, headers=headers)
         if not s3.ok:
             svc.storage.metrics.fallbacks.labels("s3_covers").inc()
     if src is None:

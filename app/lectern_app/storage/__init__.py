@@ -40,7 +40,15 @@ class Storage:
 
                 self.covers = S3Covers(settings)
                 up = self.metrics.up.labels("s3_covers")
-                self.covers.on_state = lambda ok: up.set(1 if ok else 0)
+                was_ok = [False]
+
+                def on_state(ok: bool) -> None:
+                    up.set(1 if ok else 0)
+                    if was_ok[0] and not ok:
+                        svc.responses.clear()  # no cached redirect outlives a failing S3
+                    was_ok[0] = ok
+
+                self.covers.on_state = on_state
                 log.info("S3 cover storage initialized (bucket %s)", settings.s3_bucket)
         if settings.use_google_drive:
             if not settings.google_drive_folder_id:
