@@ -6,6 +6,7 @@ these are the cheap checks that need no host.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,19 @@ def test_overlay_updates_by_default() -> None:
     wt = yaml.safe_load(render_overlay(merged()))["services"]["watchtower"]
     assert wt["image"] == "nickfedor/watchtower:latest"
     assert "--cleanup" in wt["command"] and "--monitor-only" not in wt["command"]
+
+
+def test_fallbacks_for_appliance_variables_equal_its_defaults() -> None:
+    """The role's `lectern_appliance_X | default(...)` (used when it runs without the
+    appliance role, as in its molecule) must not drift from roles/appliance/defaults."""
+    appliance = role_defaults("appliance")
+    role = Path(template_path("updates", "notify.j2")).parents[1]
+    pattern = re.compile(r"(lectern_appliance_\w+) \| default\('([^']*)'\)")
+    found = [
+        m.groups()
+        for path in [*role.glob("tasks/*.yml"), *role.glob("templates/*.j2")]
+        for m in pattern.finditer(path.read_text())
+    ]
+    assert found
+    for name, fallback in found:
+        assert str(appliance[name]) == fallback, name
