@@ -121,9 +121,10 @@ def test_fleet_status_reports_each_host(lab: Path) -> None:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="known gap (issue 6/3): the host switches to the replica within ~30 s, but the "
-    "app's per-request freshness stat blocks its event loop on the dead FUSE mount; "
-    "recovery took 48 s once and >120 s another time. Needs a bounded stat off the loop.",
+    reason="known gap (issue 6/3): the host switches to the replica within ~30 s and the app "
+    "no longer blocks its event loop on the dead FUSE mount (state.py offloads a stalled "
+    "check), but the replica read then failed once with SQLite 'disk I/O error' (classified "
+    "corrupt: the app drops the library and answers 503): passed 1 of 2 runs after the fix.",
 )
 def test_pc_gone_the_app_keeps_serving_from_the_nas_replica(lab: Path) -> None:
     host = "server"
@@ -131,6 +132,7 @@ def test_pc_gone_the_app_keeps_serving_from_the_nas_replica(lab: Path) -> None:
     on(host, "sudo systemctl start lectern-library-replicas.service")
     assert on(host, "readlink /srv/lectern/library").stdout.strip() == "sources/primary"
     subprocess.run(["docker", "stop", "-t", "1", "lectern-lab-pc"], check=True, capture_output=True)
+    gone = time.monotonic()
     try:
         target = ""
         for _ in range(60):  # the health timer runs every 10 s in the lab
@@ -143,6 +145,7 @@ def test_pc_gone_the_app_keeps_serving_from_the_nas_replica(lab: Path) -> None:
         # per-request freshness stat blocks on the dead FUSE mount until rclone's 10 s I/O
         # timeouts expire; a bounded stat off the event loop would make this ~0).
         assert serving_within(host, expected, 120)
+        print(f"PC gone -> serving from the replica after {time.monotonic() - gone:.0f} s")
     finally:
         subprocess.run(["docker", "start", "lectern-lab-pc"], check=True, capture_output=True)
     run(str(Path(lab_mod.REPO_ROOT) / ".venv" / "bin" / "appliance"), "lab", "up")
