@@ -115,7 +115,10 @@ def _run_one(host: Host, args: list[str], outcome: Outcome, notify: Callable[[],
         )
         tail = words[1:] if words[0] != "rolled" else words[3:]
         outcome.release = " ".join(tail[:2])
-        outcome.detail = proc.stdout.strip().splitlines()[-1]
+        # the release is its own column; what is left to say is the slot
+        slot = words[words.index("slot") + 1].rstrip(";") if "slot" in words[:-1] else ""
+        extra = proc.stdout.strip().split("; ", 1)[1:]  # e.g. a rollback's data restore
+        outcome.detail = "; ".join([f"slot {slot}" if slot else "", *extra]).strip("; ")
     else:
         outcome.state = "failed"
         outcome.detail = _reason(proc)
