@@ -62,7 +62,7 @@ def layout(tmp_path: Path) -> dict[str, Path]:
     config.write_text(
         "# test\nmode=local\n"
         f"path={root / 'library'}\nprimary={primary}\nreplicas={replica}\n"
-        f"replica_targets={target}\ncheck=integrity_check\n"
+        f"replica_targets={target}\ncheck=integrity_check\nretry_pause=0\n"
     )
     return dict(root=root, config=config, primary=primary, replica=replica, target=target)
 
@@ -160,5 +160,59 @@ def test_a_source_that_does_not_answer_is_given_up(layout: dict[str, Path]) -> N
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+    assert run(layout, "switch") == 0
+    assert link(layout) == "sources/primary"
+
+
+def flaky_primary(
+    monkeypatch: pytest.MonkeyPatch, layout: dict[str, Path], answers: list[bool]
+) -> list[str]:
+    """Make the primary's checks answer ``answers`` in turn (then healthy); return the log."""
+    real = tool.check_bounded
+    asked: list[str] = []
+
+    def check_bounded(directory: str, pragma: str, timeout: float) -> tuple[bool, str]:
+        if directory == str(layout["primary"]):
+            asked.append(directory)
+            if answers:
+                return (True, "ok") if answers.pop(0) else (False, "did not answer in time")
+        return real(directory, pragma, timeout)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(tool, "check_bounded", check_bounded)
+    return asked
+
+
+def test_one_slow_check_does_not_leave_the_primary(
+    layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flap a CI run caught: one timed-out check of a busy FUSE primary switched the
+    link to the replica, and the next run switched it back."""
+    library(layout["primary"], 5)
+    library(layout["replica"], 5)
+    asked = flaky_primary(monkeypatch, layout, [False, True])
+    assert run(layout, "switch") == 0  # first decision: confirmed before choosing
+    assert link(layout) == "sources/primary" and len(asked) == 2
+    asked.clear()
+    flaky_primary(monkeypatch, layout, [False, True])
+    assert run(layout, "switch") == 0  # on the primary: one failure is not enough
+    assert link(layout) == "sources/primary"
+
+
+def test_failures_in_a_row_leave_the_primary(
+    layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library(layout["primary"], 5)
+    library(layout["replica"], 5)
+    assert run(layout, "switch") == 0 and link(layout) == "sources/primary"
+    with open(layout["config"], "a") as fh:
+        fh.write("failover_checks=3\n")
+    asked = flaky_primary(monkeypatch, layout, [False, False, False])
+    assert run(layout, "switch") == 0
+    assert link(layout) == "sources/replica1" and len(asked) == 3
+    # on a replica, the primary gets one check per run (no waiting to stay put)
+    asked = flaky_primary(monkeypatch, layout, [False])
+    assert run(layout, "switch") == 0
+    assert link(layout) == "sources/replica1" and len(asked) == 1
+    asked = flaky_primary(monkeypatch, layout, [True])
     assert run(layout, "switch") == 0
     assert link(layout) == "sources/primary"
