@@ -188,3 +188,112 @@ def test_rollback_with_the_registry_stopped_is_fast(releases: None) -> None:
     assert active["healthy"] and active["active"]["tag"] == "edge"
     print(f"rollback with the registry stopped: {took:.1f} s")
     assert took <= 15, f"rollback took {took:.1f} s"
+
+
+SCHEMA2 = "rollout-schema2"
+MIGRATION = '''"""Lab-only release with a real migration (tests/infra/test_rollout.py)."""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("lab_schema_probe", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade() -> None:
+    op.drop_table("lab_schema_probe")
+'''
+APP = "/opt/lectern/app/lectern_app"
+
+
+def slots_running(host: str) -> list[str]:
+    names = on(host, "sudo docker ps --format '{{.Names}}'").stdout.split()
+    return sorted(n for n in names if n in ("lectern-blue", "lectern-green"))
+
+
+def users(host: str) -> list[str]:
+    slot = status(host)["active"]["slot"]
+    out = on(host, f"sudo docker exec lectern-{slot} python -m lectern_app admin list-users")
+    return [u["username"] for u in json.loads(out.stdout)]
+
+
+def schema_revision(host: str) -> str:
+    db = "/var/lib/lectern/data/lectern.db"
+    return on(host, f"sudo sqlite3 {db} 'select version_num from alembic_version'").stdout.strip()
+
+
+def test_a_schema_migration_rolled_back_restores_the_data_from_before(
+    releases: None, tmp_path: Path
+) -> None:
+    """A release whose app migrates the users database (revision 0003), then a rollback:
+    the old release serves again on the pre-update snapshot (restic, the backup role):
+    data written before the update is there, data written by the new schema is not."""
+    ctx = tmp_path / SCHEMA2
+    ctx.mkdir()
+    (ctx / "0003_lab_schema_probe.py").write_text(MIGRATION)
+    (ctx / "Dockerfile").write_text(
+        f"FROM {REGISTRY}:edge\nUSER root\n"
+        f"COPY 0003_lab_schema_probe.py {APP}/migrations/versions/\n"
+        f'RUN sed -i \'s/^HEAD = "0002"$/HEAD = "0003"/\' {APP}/accounts/db.py'
+        f" && grep -q '^HEAD = \"0003\"$' {APP}/accounts/db.py"
+        f" && python3 -m compileall -q --invalidation-mode unchecked-hash {APP}\n"
+        "USER 1500:1500\n"
+        f"LABEL org.lectern.schema-version=2 org.opencontainers.image.version={SCHEMA2}\n"
+    )
+    run("docker", "build", "-q", "-t", f"{REGISTRY}:{SCHEMA2}", str(ctx))
+    run("docker", "push", f"{REGISTRY}:{SCHEMA2}")
+    before_tag = status("pi")["active"]["tag"]
+    old_revision = schema_revision("pi")
+    slot = status("pi")["active"]["slot"]
+    admin = f"sudo docker exec -i lectern-{slot} python -m lectern_app admin"
+    on("pi", f"echo 'before-pass-123' | {admin} create-user before-update --password-stdin")
+
+    update = appliance("rollout", "--tag", SCHEMA2, "--limit", "pi", "--json")
+    assert update.returncode == 0, update.stdout[-2000:] + update.stderr[-2000:]
+    assert schema_revision("pi") == "0003" != old_revision
+    assert status("pi")["last"][-1]["snapshot"], "no pre-update snapshot recorded"
+    slot = status("pi")["active"]["slot"]
+    admin = f"sudo docker exec -i lectern-{slot} python -m lectern_app admin"
+    on("pi", f"echo 'after-pass-123' | {admin} create-user after-update --password-stdin")
+    assert {"before-update", "after-update"} <= set(users("pi"))
+
+    back = appliance("rollback", "pi", "--json")
+    assert back.returncode == 0, back.stdout[-2000:] + back.stderr[-2000:]
+    assert outcomes(back)["pi"]["state"] == "rolled-back"
+    now = status("pi")
+    assert now["healthy"] and now["active"]["tag"] == before_tag
+    assert "restored /data" in now["last"][-1]["reason"], now["last"][-1]
+    assert schema_revision("pi") == old_revision
+    names = users("pi")
+    assert "before-update" in names and "after-update" not in names
+
+
+def test_kill_9_mid_swap_then_the_boot_unit_converges(releases: None) -> None:
+    """The release tool killed while the new slot starts (a power cut): the converge unit
+    that runs at boot leaves exactly the old release serving and says what happened."""
+    host = "server"
+    before = status(host)["active"]
+    on(host, f"sudo sh -c 'nohup lectern-release deploy {BAD} >/tmp/killed.log 2>&1 &'")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        in_progress = status(host)["in_progress"]
+        if in_progress and len(slots_running(host)) == 2:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"the deploy never reached the swap: {on(host, 'cat /tmp/killed.log').stdout}")
+    on(host, "sudo pkill -9 -f 'lectern-release deploy'")
+    assert status(host)["in_progress"], "the journal must survive the kill"
+    on(host, "sudo systemctl start lectern-release-converge.service")
+    after = status(host)
+    assert after["in_progress"] is None and after["healthy"]
+    assert after["active"] == before
+    assert slots_running(host) == [f"lectern-{before['slot']}"]
+    assert after["last"][-1]["outcome"] == "interrupted" and after["last"][-1]["tag"] == BAD
+    converge_log = on(host, "sudo journalctl -u lectern-release-converge -o cat -n 20").stdout
+    assert "interrupted" in converge_log, converge_log
