@@ -32,7 +32,7 @@ class Metrics:
         )
         self.reloads = Counter(
             "lectern_library_reloads_total",
-            "Library (re)loads by result (ok, missing, locked, corrupt, invalid)",
+            "Library (re)loads by result (ok, missing, locked, io, corrupt, invalid)",
             ["result"],
             registry=self.registry,
         )

@@ -25,7 +25,7 @@ UNDEFINED_YEAR = 101  # calibre's UNDEFINED_DATE is 0101-01-01
 
 
 class LibraryError(Exception):
-    """The library cannot be read; `kind` is missing|locked|corrupt|invalid."""
+    """The library cannot be read; `kind` is missing|locked|io|corrupt|invalid."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -78,6 +78,10 @@ def classify(e: sqlite3.Error, db_path: Path) -> LibraryError:
         return LibraryError("locked", f"metadata.db is locked: {msg}")
     if "unable to open" in low and not db_path.exists():
         return LibraryError("missing", f"{db_path} does not exist")
+    if "disk i/o error" in low:
+        # EIO from the file system (a network mount whose server went away), not a
+        # verdict on the file: transient, retried like a lock
+        return LibraryError("io", f"metadata.db could not be read (I/O error): {msg}")
     if "no such table" in low or "no such column" in low:
         return LibraryError("invalid", f"not a calibre library: {msg}")
     return LibraryError("corrupt", f"metadata.db cannot be read: {msg}")

@@ -75,7 +75,7 @@ def compute_stamp(db: str) -> Stamp:
 @dataclass(slots=True)
 class Status:
     ok: bool
-    kind: str  # ok | missing | locked | corrupt | invalid | unconfigured
+    kind: str  # ok | missing | locked | io | corrupt | invalid | unconfigured
     message: str
     since: float
 
@@ -238,6 +238,8 @@ class LibraryState:
             # a write that changed nothing we serve (calibre's dirtied-book queue, ...):
             # keep the snapshot, its version and every cached response
             self.stamp = stamp
+            if not self.status.ok:  # readable again after a lock or an I/O error
+                self.status = Status(True, "ok", "library loaded", time.time())
             return
         if previous is not None and previous.library_id != raw.library_id:
             log.warning(
@@ -311,7 +313,11 @@ class LibraryState:
         if self.status.kind != e.kind or self.status.message != e.message:
             log.error("library unavailable (%s): %s", e.kind, e.message)
             self.status = Status(False, e.kind, e.message, time.time())
-        if e.kind != "locked":
+        if e.kind == "io":
+            # an I/O error says nothing about the file: keep serving the last snapshot
+            # (degraded) and read again after retry_interval, even if nothing changed
+            self.stamp = None
+        elif e.kind != "locked":
             # a missing/corrupt/replaced-by-garbage library must not be served from memory
             if self.current is not None:
                 self.version += 1

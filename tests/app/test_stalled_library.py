@@ -8,7 +8,9 @@ replica (another real calibredb library) is picked up in the background.
 
 from __future__ import annotations
 
+import os
 import shutil
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -62,3 +64,31 @@ def test_a_stalled_library_is_served_from_memory_then_the_replica(
         time.sleep(0.05)
     assert lib is not None and lib is not first
     assert len(lib.books) == 0 and st.status.ok  # the (empty) replica is what serves now
+
+
+def test_an_io_error_serves_the_last_snapshot_and_is_retried(
+    library: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EIO from a vanished network mount is not corruption: the last snapshot keeps being
+    served (degraded, kind io) and the library is read again without waiting for a change."""
+    st = LibraryState(library, retry_interval=0.0)
+    first = st.get()
+    assert first is not None and len(first.books) > 0
+    real = state_mod.reader.load_with
+    failing = threading.Event()
+
+    def load_with(*args: object, **kwargs: object) -> object:
+        if failing.is_set():
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(state_mod.reader, "load_with", load_with)
+    monkeypatch.setattr(state_mod, "CHECK_INTERVAL", 0.0)
+    failing.set()
+    db = library / "metadata.db"
+    os.utime(db, (db.stat().st_atime, db.stat().st_mtime + 5))  # a change to read
+    assert st.get() is first  # the read fails: still served
+    assert not st.status.ok and st.status.kind == "io"
+    failing.clear()
+    lib = st.get()  # re-read although metadata.db did not change
+    assert st.status.ok and lib is not None and len(lib.books) == len(first.books)
