@@ -11,6 +11,7 @@ import json
 import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -46,12 +47,24 @@ def books_on(host: str) -> dict[int, str]:
         return {b["id"]: b["title"] for b in json.load(resp)["items"]}
 
 
+def library_read_ok(host: str) -> bool:
+    """/api/health: the app's last read of the library succeeded (not a memory snapshot
+    kept through a lock or an I/O error)."""
+    url = f"https://{IP[host]}/api/health"
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=tls(host)) as resp:
+            return bool(json.load(resp)["calibre"])
+    except urllib.error.HTTPError as error:  # 503 still carries the body
+        return bool(json.load(error)["calibre"])
+
+
 def serving_within(host: str, expected: dict[int, str], seconds: float) -> bool:
-    """The app answers with exactly ``expected`` within ``seconds`` (short per-try timeouts)."""
+    """Within ``seconds``: the app lists exactly ``expected`` from a library it can read
+    (short per-try timeouts)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            if books_on(host) == expected:
+            if books_on(host) == expected and library_read_ok(host):
                 return True
         except OSError:  # timed out or refused while the source is switching
             pass
