@@ -78,9 +78,9 @@ lab-status: venv ## Print a table of the lab
 
 # ---------------------------------------------------------------- operations
 .PHONY: provision
-provision: venv ## Provision HOST (host or group) with ENGINE=pyinfra|ansible; CHECK=1 for a dry run
+provision: venv ## Provision HOST (host or group) with ENGINE=pyinfra|ansible; CHECK=1 dry run; ONLY=proxy,... some concerns
 	@if [ "$(INVENTORY)" = "inventories/lab" ]; then $(MAKE) --no-print-directory lab-release; fi
-	@$(VENV)/bin/appliance provision $(HOST) --engine $(ENGINE) --inventory $(INVENTORY) $(if $(CHECK),--check,)
+	@$(VENV)/bin/appliance provision $(HOST) --engine $(ENGINE) --inventory $(INVENTORY) $(if $(CHECK),--check,) $(if $(ONLY),--only $(ONLY),)
 
 .PHONY: rollout
 rollout: venv ## Gated rollout of TAG (tag or sha256:digest) to LIMIT (default all): CANARY=1 BATCH=25% MAX_FAIL=0

@@ -94,10 +94,16 @@ def provision_cmd(
     engine: str = typer.Option("pyinfra", "--engine", "-e", help="|".join(ENGINES)),
     inventory: Path = INVENTORY_OPT,
     check: bool = typer.Option(False, "--check", help="dry run: show what would change"),
+    only: str = typer.Option(
+        "",
+        "--only",
+        help="apply only these concerns (comma list, e.g. proxy,appliance); "
+        "the others must have been applied before",
+    ),
 ) -> None:
     """Provision hosts with pyinfra (default) or Ansible from the same definitions."""
     try:
-        result = provision(target, engine, inventory, check)
+        result = provision(target, engine, inventory, check, only)
     except ProvisionError as exc:
         fail(str(exc))
     if result.returncode != 0:

@@ -20,6 +20,9 @@ from appliance.inventory import Host, InventoryError, load
 from appliance.roles import REPO_ROOT, known_variables
 
 ENGINES = ("pyinfra", "ansible")
+# The concerns in the order both engines apply them (playbooks/site.yml and
+# appliance/deploys/site.py; a unit test keeps the playbook in this order).
+CONCERNS = ("base", "docker", "library_source", "proxy", "appliance", "backup", "updates")
 
 
 class ProvisionError(RuntimeError):
@@ -96,10 +99,23 @@ def executable(name: str) -> str:
     return found
 
 
+def select_concerns(only: str) -> list[str]:
+    """``--only proxy,appliance`` -> those concerns in site order; '' -> all of them."""
+    wanted = [name.strip() for name in only.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in CONCERNS]
+    if unknown:
+        raise ProvisionError(
+            f"--only {', '.join(unknown)}: no such concern; choose from {', '.join(CONCERNS)}"
+        )
+    return [name for name in CONCERNS if name in wanted] or list(CONCERNS)
+
+
 def command(
-    engine: str, inventory: Path, limit: str, check: bool
+    engine: str, inventory: Path, limit: str, check: bool, only: str = ""
 ) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ, LECTERN_INVENTORY=str(inventory), PYTHONPATH=str(REPO_ROOT))
+    concerns = select_concerns(only)
+    env["LECTERN_CONCERNS"] = ",".join(concerns)  # read by appliance/deploys/site.py
     if engine == "pyinfra":
         # pyinfra takes one name per --limit (a comma list matches no host at all)
         limits = [arg for name in limit.split(",") for arg in ("--limit", name)]
@@ -123,6 +139,8 @@ def command(
             limit,
             "playbooks/site.yml",
         ]
+        if len(concerns) < len(CONCERNS):
+            cmd += ["--tags", ",".join(concerns)]  # each role is tagged with its name
         if check:
             cmd += ["--check", "--diff"]
         return cmd, env
@@ -130,7 +148,7 @@ def command(
 
 
 def provision(
-    target: str, engine: str, inventory: str | Path, check: bool = False
+    target: str, engine: str, inventory: str | Path, check: bool = False, only: str = ""
 ) -> ProvisionResult:
     if engine not in ENGINES:
         raise ProvisionError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
@@ -142,6 +160,7 @@ def provision(
     check_variables(hosts)
     check_secrets(hosts)
     check_reachable(hosts)
-    cmd, env = command(engine, inv.path.parent, ",".join(h.name for h in hosts), check)
+    select_concerns(only)  # a typo fails before any host is contacted
+    cmd, env = command(engine, inv.path.parent, ",".join(h.name for h in hosts), check, only)
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, check=False)
     return ProvisionResult(engine=engine, hosts=[h.name for h in hosts], returncode=proc.returncode)
