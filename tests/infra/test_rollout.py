@@ -213,12 +213,12 @@ APP = "/opt/lectern/app/lectern_app"
 
 def slots_running(host: str) -> list[str]:
     names = on(host, "sudo docker ps --format '{{.Names}}'").stdout.split()
-    return sorted(n for n in names if n in ("lectern-blue", "lectern-green"))
+    return sorted(n for n in names if n in ("lectern-app-blue", "lectern-app-green"))
 
 
 def users(host: str) -> list[str]:
     slot = status(host)["active"]["slot"]
-    out = on(host, f"sudo docker exec lectern-{slot} python -m lectern_app admin list-users")
+    out = on(host, f"sudo docker exec lectern-app-{slot} python -m lectern_app admin list-users")
     return [u["username"] for u in json.loads(out.stdout)]
 
 
@@ -250,7 +250,7 @@ def test_a_schema_migration_rolled_back_restores_the_data_from_before(
     before_tag = status("pi")["active"]["tag"]
     old_revision = schema_revision("pi")
     slot = status("pi")["active"]["slot"]
-    admin = f"sudo docker exec -i lectern-{slot} python -m lectern_app admin"
+    admin = f"sudo docker exec -i lectern-app-{slot} python -m lectern_app admin"
     on("pi", f"echo 'before-pass-123' | {admin} create-user before-update --password-stdin")
 
     update = appliance("rollout", "--tag", SCHEMA2, "--limit", "pi", "--json")
@@ -258,7 +258,7 @@ def test_a_schema_migration_rolled_back_restores_the_data_from_before(
     assert schema_revision("pi") == "0003" != old_revision
     assert status("pi")["last"][-1]["snapshot"], "no pre-update snapshot recorded"
     slot = status("pi")["active"]["slot"]
-    admin = f"sudo docker exec -i lectern-{slot} python -m lectern_app admin"
+    admin = f"sudo docker exec -i lectern-app-{slot} python -m lectern_app admin"
     on("pi", f"echo 'after-pass-123' | {admin} create-user after-update --password-stdin")
     assert {"before-update", "after-update"} <= set(users("pi"))
 
@@ -293,7 +293,7 @@ def test_kill_9_mid_swap_then_the_boot_unit_converges(releases: None) -> None:
     after = status(host)
     assert after["in_progress"] is None and after["healthy"]
     assert after["active"] == before
-    assert slots_running(host) == [f"lectern-{before['slot']}"]
+    assert slots_running(host) == [f"lectern-app-{before['slot']}"]
     assert after["last"][-1]["outcome"] == "interrupted" and after["last"][-1]["tag"] == BAD
     converge_log = on(host, "sudo journalctl -u lectern-release-converge -o cat -n 20").stdout
     assert "interrupted" in converge_log, converge_log
