@@ -372,8 +372,11 @@ class Releaser:
         lines = proc.stdout.strip().splitlines()
         return lines[-1].strip() if lines else ""
 
-    def swap(self, tag: str, digest: str, action: str, snapshot: str = "") -> Release:
-        """The gated swap shared by deploy and rollback."""
+    def swap(
+        self, tag: str, digest: str, action: str, snapshot: str = "", note: str = ""
+    ) -> Release:
+        """The gated swap shared by deploy and rollback; ``note`` goes into the ledger's
+        reason when the swap succeeds (a failure's reason is the error)."""
         idle, current = self.idle_slot()
         release = Release(
             tag=tag,
@@ -409,6 +412,7 @@ class Releaser:
             time.sleep(self.cfg.drain_seconds)  # in-flight requests finish on the old slot
             self.docker.stop(current)
         release.outcome = "ok"
+        release.reason = note
         self.state.record(release)
         self.state.end()
         self.prune()
@@ -522,15 +526,14 @@ class Releaser:
             self.docker.stop(active["slot"])
             data.rename(kept)
             staged.rename(data)
+            note = f"restored /data from the pre-update snapshot; previous data in {kept}"
             try:
-                release = self.swap(target.tag, target.digest, "rollback")
+                return self.swap(target.tag, target.digest, "rollback", note=note)
             except ReleaseError:
                 data.rename(staged)
                 kept.rename(data)
                 self.docker.start(active["slot"], active["digest"])
                 raise
-            release.reason = f"restored /data from the pre-update snapshot; previous data in {kept}"
-            return release
 
     def stage_restore_if_schema_differs(
         self, active: dict[str, str], target: Release

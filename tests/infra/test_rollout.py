@@ -287,7 +287,8 @@ def test_kill_9_mid_swap_then_the_boot_unit_converges(releases: None) -> None:
         time.sleep(0.5)
     else:
         pytest.fail(f"the deploy never reached the swap: {on(host, 'cat /tmp/killed.log').stdout}")
-    on(host, "sudo pkill -9 -f 'lectern-release deploy'")
+    # [l]: the pattern must not match this very command line (pkill would kill its shell)
+    on(host, "sudo pkill -9 -f '[l]ectern-release deploy'")
     assert status(host)["in_progress"], "the journal must survive the kill"
     on(host, "sudo systemctl start lectern-release-converge.service")
     after = status(host)

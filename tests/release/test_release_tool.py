@@ -90,6 +90,7 @@ def test_schema_change_rollback_restores_the_pre_update_snapshot(host: Host) -> 
     (host.data / "after.txt").write_text("written by the new schema\n")
     out = host.release("rollback")
     assert "restored /data from the pre-update snapshot" in out.stdout
+    assert "restored /data from the pre-update snapshot" in host.ledger()[-1]["reason"]
     assert (host.data / "before.txt").read_text() == "written before the update\n"
     assert not (host.data / "after.txt").exists()
     assert serving(host)["tag"] == "2.0.0"
