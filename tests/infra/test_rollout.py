@@ -251,7 +251,8 @@ def test_a_schema_migration_rolled_back_restores_the_data_from_before(
     old_revision = schema_revision("pi")
     slot = status("pi")["active"]["slot"]
     admin = f"sudo docker exec -i lectern-app-{slot} python -m lectern_app admin"
-    on("pi", f"echo 'before-pass-123' | {admin} create-user before-update --password-stdin")
+    before_user, after_user = f"before-{int(time.time())}", f"after-{int(time.time())}"
+    on("pi", f"echo 'before-pass-123' | {admin} create-user {before_user} --password-stdin")
 
     update = appliance("rollout", "--tag", SCHEMA2, "--limit", "pi", "--json")
     assert update.returncode == 0, update.stdout[-2000:] + update.stderr[-2000:]
@@ -259,8 +260,8 @@ def test_a_schema_migration_rolled_back_restores_the_data_from_before(
     assert status("pi")["last"][-1]["snapshot"], "no pre-update snapshot recorded"
     slot = status("pi")["active"]["slot"]
     admin = f"sudo docker exec -i lectern-app-{slot} python -m lectern_app admin"
-    on("pi", f"echo 'after-pass-123' | {admin} create-user after-update --password-stdin")
-    assert {"before-update", "after-update"} <= set(users("pi"))
+    on("pi", f"echo 'after-pass-123' | {admin} create-user {after_user} --password-stdin")
+    assert {before_user, after_user} <= set(users("pi"))
 
     back = appliance("rollback", "pi", "--json")
     assert back.returncode == 0, back.stdout[-2000:] + back.stderr[-2000:]
@@ -270,7 +271,7 @@ def test_a_schema_migration_rolled_back_restores_the_data_from_before(
     assert "restored /data" in now["last"][-1]["reason"], now["last"][-1]
     assert schema_revision("pi") == old_revision
     names = users("pi")
-    assert "before-update" in names and "after-update" not in names
+    assert before_user in names and after_user not in names
 
 
 def test_kill_9_mid_swap_then_the_boot_unit_converges(releases: None) -> None:
