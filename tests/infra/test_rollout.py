@@ -85,7 +85,9 @@ def releases(lab: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         run(str(BIN / "appliance"), "lab", "reset", "nas")
 
 
-def test_good_release_rolls_out_under_load_without_a_failed_request(releases: None) -> None:
+def test_good_release_rolls_out_under_load_without_a_failed_request(
+    releases: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     with load(HOSTS) as clients:
         time.sleep(3)
         proc = appliance("rollout", "--tag", GOOD, "--limit", ",".join(HOSTS), "--json")
@@ -98,7 +100,8 @@ def test_good_release_rolls_out_under_load_without_a_failed_request(releases: No
         assert active["tag"] == GOOD
         assert clients.hosts[host].failures == [], (host, clients.hosts[host].failures[:5])
         assert clients.hosts[host].ok > 0
-    print("rollout under load:", clients.summary())
+    with capsys.disabled():  # the load each host carried, in the tier's output
+        print(f"\nrollout under load ({LOAD_RATE} req/s offered per host):", clients.summary())
     assert [result[h]["wave"] for h in HOSTS] == [0, 1, 2]  # canary, then 25% batches
     again = appliance("rollout", "--tag", GOOD, "--limit", ",".join(HOSTS), "--json")
     assert {o["state"] for o in outcomes(again).values()} == {"unchanged"}
