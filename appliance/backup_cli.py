@@ -2,7 +2,7 @@
 
 Both call the backup role's on-host tool (/usr/local/sbin/lectern-backup, see
 roles/backup/README.md); nothing is installed for them. SSH exactly as `appliance status`
-(appliance.status.ssh_command; sudo -n when the host has ansible_become).
+(appliance.remote.run_on; sudo -n when the host has ansible_become).
 
 * backup: `lectern-backup snapshot --tag manual` on every selected host in parallel; the
   snapshot id is the tool's last stdout line.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.inventory import Host, InventoryError, load
-from appliance.status import ssh_command
+from appliance.remote import run_on, sudo
 
 TOOL = "/usr/local/sbin/lectern-backup"
 HOST_SCRIPT = Path(__file__).with_name("backup_host.py")
@@ -71,10 +71,6 @@ def check_snapshot_id(snapshot: str | None) -> str:
     return snapshot
 
 
-def _sudo(host: Host) -> str:
-    return "sudo -n " if host.vars.get("ansible_become") else ""
-
-
 def _last(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
@@ -87,15 +83,9 @@ def _ssh_error(host: Host, stderr: str) -> str:
 
 def snapshot(host: Host, timeout: float = 3600) -> Result:
     """One `lectern-backup snapshot --tag manual` on ``host``."""
-    remote = f"test -x {TOOL} || exit 127; {_sudo(host)}{TOOL} snapshot --tag manual"
+    remote = f"test -x {TOOL} || exit 127; {sudo(host)}{TOOL} snapshot --tag manual"
     try:
-        proc = subprocess.run(
-            [*ssh_command(host), remote],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        proc = run_on(host, remote, timeout)
     except subprocess.TimeoutExpired:
         return Result(host.name, False, error=f"{host.name}: no answer within {timeout:.0f} s")
     if proc.returncode == 0:
@@ -138,13 +128,8 @@ def restore(target: str, snapshot_id: str | None, inventory: Path, timeout: floa
         )
     host = hosts[0]
     try:
-        proc = subprocess.run(
-            [*ssh_command(host), f"{_sudo(host)}python3 - {shlex.quote(ident)}"],
-            input=HOST_SCRIPT.read_text(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+        proc = run_on(
+            host, f"{sudo(host)}python3 - {shlex.quote(ident)}", timeout, HOST_SCRIPT.read_text()
         )
     except subprocess.TimeoutExpired as exc:
         raise BackupCliError(f"{host.name}: restore gave no answer within {timeout:.0f} s") from exc

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from appliance.inventory import Host
+from appliance.remote import run_on, sudo
 from appliance.roles import role_vars
-from appliance.status import ssh_command
 
 
 class RolloutError(ValueError):
@@ -79,16 +79,9 @@ def release_tool(host: Host) -> str:
 
 def on_host(host: Host, args: list[str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run the host's lectern-release with `args` (sudo when the inventory says become)."""
-    sudo = "sudo -n " if host.vars.get("ansible_become") else ""
-    remote = sudo + " ".join(shlex.quote(a) for a in [release_tool(host), *args])
+    remote = sudo(host) + " ".join(shlex.quote(a) for a in [release_tool(host), *args])
     try:
-        return subprocess.run(
-            [*ssh_command(host), remote],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return run_on(host, remote, timeout)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(remote, 124, "", f"timed out after {timeout:.0f} s")
 

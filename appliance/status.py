@@ -13,36 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from appliance.inventory import Host
+from appliance.remote import run_on, sudo
 
 PROBE = Path(__file__).with_name("probe.py")
 
 
-def ssh_command(host: Host) -> list[str]:
-    v = host.vars
-    cmd = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]
-    if not v.get("lectern_strict_host_keys", False):
-        cmd += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
-    if v.get("ansible_ssh_private_key_file"):
-        cmd += ["-i", str(v["ansible_ssh_private_key_file"])]
-    if v.get("ansible_port"):
-        cmd += ["-p", str(v["ansible_port"])]
-    user = v.get("ansible_user")
-    cmd.append(f"{user}@{host.address}" if user else host.address)
-    return cmd
-
-
 def probe(host: Host) -> dict[str, Any]:
     row: dict[str, Any] = {"host": host.name, "profile": host.profile, "address": host.address}
-    sudo = "sudo -n " if host.vars.get("ansible_become") else ""
     try:
-        proc = subprocess.run(
-            [*ssh_command(host), f"{sudo}python3 -"],
-            input=PROBE.read_text(),
-            capture_output=True,
-            text=True,
-            timeout=40,
-            check=False,
-        )
+        proc = run_on(host, f"{sudo(host)}python3 -", timeout=40, stdin=PROBE.read_text())
     except subprocess.TimeoutExpired:
         return {**row, "health": "unreachable", "error": "timed out"}
     if proc.returncode != 0:
