@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import sqlite3
@@ -33,6 +32,7 @@ import contextlib
 
 from build_library import build
 from lectern_app.demo import BookSpec, make_epub, run_calibredb
+from wrk import wrk
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "bench"
@@ -124,36 +124,6 @@ def start_cw(appdb: Path) -> tuple[subprocess.Popen[bytes], float]:
     )
     t1 = wait_ok(f"http://127.0.0.1:{CW_PORT}/", 300)
     return p, t1 - t0
-
-
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-
-
-def _ms(text: str) -> float:
-    m = re.match(r"([\d.]+)(us|ms|s)", text)
-    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
-
-
-def wrk(url: str, conns: int, duration: int) -> dict[str, Any]:
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--timeout", "30s", "--latency", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    res: dict[str, Any] = {"url": url, "c": conns}
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    res["rps"] = float(m.group(1)) if m else 0.0
-    for pct in ("50", "99"):
-        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
-        res[f"p{pct}_ms"] = _ms(m.group(1)) if m else float("nan")
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    res["non2xx"] = int(m.group(1)) if m else 0
-    m = re.search(r"Socket errors: .*timeout (\d+)", out)
-    res["timeouts"] = int(m.group(1)) if m else 0
-    m = re.search(r"(\d+) requests in", out)
-    res["requests"] = int(m.group(1)) if m else 0
-    return res
 
 
 def stale_window(lib: Path, port: int, runs: int) -> dict[str, Any]:

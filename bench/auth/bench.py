@@ -33,14 +33,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench" / "app"))
 from build_library import build  # noqa: E402
+from wrk import wrk  # noqa: E402
 
 PORT = 8111
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-
-
-def _ms(text: str) -> float:
-    m = re.match(r"([\d.]+)(us|ms|s)", text)
-    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
 def wait_ok(url: str, deadline_s: float) -> None:
@@ -56,24 +51,6 @@ def wait_ok(url: str, deadline_s: float) -> None:
 
 
 PASSWORD = "bench-password-1"
-
-
-def wrk(url: str, conns: int, duration: int, header: str | None) -> dict[str, Any]:
-    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--timeout", "30s", "--latency"]
-    if header:
-        cmd += ["-H", header]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
-    res: dict[str, Any] = {"url": url, "c": conns}
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    res["rps"] = float(m.group(1)) if m else 0.0
-    for pct in ("50", "99"):
-        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
-        res[f"p{pct}_ms"] = _ms(m.group(1)) if m else float("nan")
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    res["non2xx"] = int(m.group(1)) if m else 0
-    m = re.search(r"(\d+) requests in", out)
-    res["requests"] = int(m.group(1)) if m else 0
-    return res
 
 
 def start(lib: Path, data: Path, **env: str) -> subprocess.Popen[bytes]:

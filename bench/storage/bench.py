@@ -36,8 +36,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench" / "app"))
 from build_library import build  # noqa: E402
+from wrk import wrk  # noqa: E402
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 CREDS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
 BUCKET = "bench-covers"
 
@@ -47,25 +47,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def _ms(text: str) -> float:
-    m = re.match(r"([\d.]+)(us|ms|s)", text)
-    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
-
-
-def wrk(url: str, conns: int, duration: int) -> dict[str, Any]:
-    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--timeout", "30s", "--latency", url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    res: dict[str, Any] = {"url": url, "c": conns}
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    res["rps"] = float(m.group(1)) if m else 0.0
-    for pct in ("50", "99"):
-        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
-        res[f"p{pct}_ms"] = _ms(m.group(1)) if m else float("nan")
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    res["non2xx_3xx"] = int(m.group(1)) if m else 0
-    return res
 
 
 BASE_ENV = dict(os.environ)  # before the upload's settings are put into os.environ
