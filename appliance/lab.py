@@ -62,6 +62,10 @@ SYSTEMD_FLAGS = [
     "/run/lock",
     "--tmpfs",
     "/tmp",
+    # /proc/sys is read-only in a container: the netns sysctl the proxy role sets on a
+    # real host (tcp_migrate_req, see roles/proxy/defaults) is set when the host starts.
+    "--sysctl",
+    "net.ipv4.tcp_migrate_req=1",
 ]
 
 

@@ -60,7 +60,7 @@ for role in "${roles[@]}"; do
       # the failing task or test first: the log's tail is usually the destroy step
       echo "---- failures in $role.log"
       sed 's/\x1b\[[0-9;]*m//g' "$logs/$role.log" 2>/dev/null \
-        | grep -E "fatal:|FAILED!|FAILED [^-]|ERROR [^ ]+::| E   |_{5,} [^ ]+ _{5,}" | head -60
+        | grep -E "fatal:|FAILED!|FAILED [^-]|ERROR [^ ]+::|^E   |_{5,} [^ ]+ _{5,}" | head -60
       echo "---- last lines of $role.log"; tail -25 "$logs/$role.log" 2>/dev/null ;;
   esac
 done

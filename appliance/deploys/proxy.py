@@ -33,6 +33,8 @@ CADDYFILE = "/etc/caddy/Caddyfile"
 NGINX_SITE = "/etc/nginx/sites-available/lectern.conf"
 NGINX_LINK = "/etc/nginx/sites-enabled/lectern.conf"
 ACME_WEBROOT = "/var/www/lectern-acme"
+SYSCTL_FILE = "/etc/sysctl.d/60-lectern-proxy.conf"
+MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
 
 
 def packages(v: dict[str, Any]) -> list[str]:
@@ -44,40 +46,56 @@ def packages(v: dict[str, Any]) -> list[str]:
     return wanted
 
 
-def _caddy(v: dict[str, Any]) -> None:
-    caddyfile = render(ROLE, "Caddyfile.j2", CADDYFILE, v)
-    systemd.service(name="Start and enable Caddy", service="caddy", running=True, enabled=True)
-    systemd.service(name="Reload caddy", service="caddy", reloaded=True, _if=caddyfile.did_change)
-    if v["lectern_proxy_tls"] != "internal":
+def _migrate_queued(v: dict[str, Any]) -> None:
+    """tasks/migrate_queued.yml: net.ipv4.tcp_migrate_req=1 where the kernel has it."""
+    if not v["lectern_proxy_migrate_queued_connections"]:
+        files.file(name="Remove the sysctl file", path=SYSCTL_FILE, present=False)
         return
-    root = f"{v['lectern_proxy_caddy_data_dir']}/pki/authorities/local/root.crt"
-    export = v["lectern_proxy_ca_export"]
-    same = host.get_fact(
-        Command, command=f"cmp -s {shlex.quote(root)} {shlex.quote(export)} && echo same || true"
+    now = host.get_fact(Command, command=f"cat {MIGRATE_REQ} 2>/dev/null || true")
+    if not now:
+        return  # Linux < 5.14
+    files.put(
+        name="Install the sysctl file",
+        src=str(role_dir(ROLE) / "files" / "lectern-proxy-sysctl.conf"),
+        dest=SYSCTL_FILE,
+        user="root",
+        group="root",
+        mode="644",
     )
-    if same != "same":
+    if now.strip() != "1":
         server.shell(
-            name="Export the local CA's root certificate",
-            commands=[
-                f"for i in $(seq 60); do [ -s {shlex.quote(root)} ] && break; sleep 1; done",
-                f"install -m 0644 -o root -g root {shlex.quote(root)} {shlex.quote(export)}",
-            ],
+            name="Set the running value", commands=["sysctl -q -w net.ipv4.tcp_migrate_req=1"]
         )
 
 
-def _nginx(v: dict[str, Any]) -> None:
-    names = list(v["lectern_proxy_server_names"])
-    quoted = " ".join(shlex.quote(n) for n in names)
+def _local_cert(v: dict[str, Any]) -> Any:
+    """tasks/local_cert.yml: the server certificate from Lectern's local CA, or None."""
+    quoted = " ".join(shlex.quote(n) for n in v["lectern_proxy_server_names"])
     tool = f"{SBIN}/lectern-proxy-cert"
     state = (
         host.get_fact(Command, command=f"{tool} check {quoted} 2>/dev/null || echo missing")
         or "missing"
     )
-    ensure = None
     if state != "ok" and (v["lectern_proxy_tls"] == "internal" or state == "missing"):
-        ensure = server.shell(
+        return server.shell(
             name="Issue the certificate from the local CA", commands=[f"{tool} ensure {quoted}"]
         )
+    return None
+
+
+def _caddy(v: dict[str, Any]) -> None:
+    # tls=internal: Lectern's CA, not Caddy's `tls internal` (see tasks/caddy.yml)
+    cert = _local_cert(v) if v["lectern_proxy_tls"] == "internal" else None
+    caddyfile = render(ROLE, "Caddyfile.j2", CADDYFILE, v)
+    systemd.service(name="Start and enable Caddy", service="caddy", running=True, enabled=True)
+    changed = [caddyfile] + ([cert] if cert is not None else [])
+    systemd.service(name="Reload caddy", service="caddy", reloaded=True, _if=any_changed(*changed))
+
+
+def _nginx(v: dict[str, Any]) -> None:
+    names = list(v["lectern_proxy_server_names"])
+    tool = f"{SBIN}/lectern-proxy-cert"
+    ensure = _local_cert(v)
     files.directory(
         name="Create the ACME webroot", path=ACME_WEBROOT, user="root", group="root", mode="755"
     )
@@ -136,6 +154,7 @@ def _present(v: dict[str, Any]) -> None:
     if not host.get_fact(File, path=upstream):
         # Created only when absent: afterwards the release tool owns it.
         render(ROLE, f"upstream.{engine}.j2", upstream, v)
+    _migrate_queued(v)
     if engine == "caddy":
         _caddy(v)
     else:
@@ -160,6 +179,7 @@ def _absent(v: dict[str, Any]) -> None:
         f"{config_dir}/upstream.nginx",
         f"{config_dir}/upstream.nginx.prev",
         f"{config_dir}/proxy.conf",
+        SYSCTL_FILE,
     ] + [f"{SBIN}/{script}" for script in SCRIPTS]
     if v["lectern_proxy_purge"]:
         if host.get_fact(File, path="/etc/letsencrypt/live/lectern/fullchain.pem"):

@@ -197,6 +197,32 @@ class TestProxyPresent:
         finally:
             host.run(f"lectern-proxy-switch {' '.join(original)}")
 
+    def test_queued_connections_survive_a_reload(self, host: Any, proxy: dict[str, Any]) -> None:
+        if not host.file("/proc/sys/net/ipv4/tcp_migrate_req").exists:
+            pytest.skip("Linux < 5.14: no tcp_migrate_req")
+        conf = host.file("/etc/sysctl.d/60-lectern-proxy.conf")
+        if not proxy["lectern_proxy_migrate_queued_connections"]:
+            assert not conf.exists
+            return
+        assert conf.mode == 0o644
+        assert (
+            conf.content_string
+            == (role_dir(ROLE) / "files" / "lectern-proxy-sysctl.conf").read_text()
+        )
+        assert host.check_output("cat /proc/sys/net/ipv4/tcp_migrate_req") == "1"
+
+    def test_caddy_reads_the_local_ca_certificate(self, host: Any, proxy: dict[str, Any]) -> None:
+        if proxy["lectern_proxy_engine"] != "caddy" or proxy["lectern_proxy_tls"] != "internal":
+            pytest.skip("Caddy with tls=internal")
+        tls = f"{proxy['lectern_proxy_config_dir']}/proxy-tls"
+        key = host.file(f"{tls}/privkey.pem")
+        assert key.group == "caddy" and key.mode == 0o640  # never world-readable
+        assert host.file(tls).mode == 0o750
+        assert host.run(f"sudo -u caddy test -r {tls}/privkey.pem").rc == 0
+        # the served chain ends in the exported CA
+        chain = host.file(f"{tls}/fullchain.pem").content_string
+        assert host.file(proxy["lectern_proxy_ca_export"]).content_string.strip() in chain
+
     def test_switch_refuses_and_restores(self, host: Any, proxy: dict[str, Any]) -> None:
         before = host.check_output("lectern-proxy-switch --show")
         assert host.run("lectern-proxy-switch 'not a target'").rc == 2
@@ -241,6 +267,7 @@ class TestProxyAbsent:
             f"{config_dir}/upstream.caddy",
             f"{config_dir}/upstream.nginx",
             f"{config_dir}/proxy.conf",
+            "/etc/sysctl.d/60-lectern-proxy.conf",
         ):
             assert not host.file(path).exists, path
 
