@@ -28,7 +28,7 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import render, role_vars_checked
+from appliance.deploys import put, render, role_vars_checked
 from appliance.roles import REPO_ROOT, RoleError, template_path
 
 ROLE = "appliance"
@@ -144,26 +144,20 @@ def _present(v: dict[str, Any]) -> None:
             name=f"Write {d}/.env (secrets)",
             src=template_path(ROLE, "env.j2"),
             dest=f"{d}/.env",
-            user="root",
-            group="root",
             mode="600",
             jinja_env_kwargs={"trim_blocks": True},
             **v,
         )
-    compose = files.put(
+    compose = put(
         name=f"Render {d}/docker-compose.yml (compose/docker-compose.yml.j2)",
         src=StringIO(render_compose(v)),
         dest=f"{d}/docker-compose.yml",
-        user="root",
-        group="root",
         mode="644",
     )
-    files.put(
+    put(
         name="Install the on-host release tool",
         src=str(repo_path("rollback/lectern_release.py")),
         dest=v["lectern_appliance_release_tool"],
-        user="root",
-        group="root",
         mode="755",
     )
 
@@ -177,8 +171,6 @@ def _release(v: dict[str, Any], watched: list[Any]) -> None:
     files.directory(
         name="Create the configuration directory",
         path=str(Path(config).parent),
-        user="root",
-        group="root",
         mode="755",
     )
     release_json = render(ROLE, "release.json.j2", config, v, mode="644")

@@ -26,7 +26,7 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import render, role_vars_checked
+from appliance.deploys import put, render, role_vars_checked
 from appliance.roles import role_dir
 
 ROLE = "backup"
@@ -88,12 +88,10 @@ def _present(v: dict[str, Any]) -> None:
         )
     render(ROLE, "env.j2", f"{config_dir}/env", v, "600")
     render(ROLE, "backup.conf.j2", f"{config_dir}/backup.conf", v)
-    files.put(
+    put(
         name="Install the lectern-backup tool",
         src=str(role_dir(ROLE) / "files" / "lectern-backup"),
         dest=TOOL,
-        user="root",
-        group="root",
         mode="755",
     )
     repository = str(v["lectern_backup_repository"])
@@ -101,8 +99,6 @@ def _present(v: dict[str, Any]) -> None:
         files.directory(
             name="Create a local repository's parent directory",
             path=posixpath.dirname(repository),
-            user="root",
-            group="root",
             mode="700",
         )
     initialized = host.get_fact(Command, command=f"{TOOL} initialized 2>/dev/null || echo no")

@@ -31,7 +31,7 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import render, role_vars_checked
+from appliance.deploys import put, render, role_vars_checked
 from appliance.roles import RoleError, role_dir
 
 ROLE = "library_source"
@@ -238,8 +238,6 @@ def _rclone(v: dict[str, Any], root: str) -> tuple[str, str]:
     files.directory(
         name="Create the snapshot directory",
         path=f"{root}/rclone",
-        user="root",
-        group="root",
         mode="755",
     )
     files.link(
@@ -295,8 +293,6 @@ def _replicas(v: dict[str, Any], root: str) -> None:
         files.directory(
             name=f"Create the replica folder {path}",
             path=path,
-            user="root",
-            group="root",
             mode="755",
         )
     for view in views:
@@ -340,12 +336,10 @@ def _present(v: dict[str, Any]) -> None:
     config_dir = v["lectern_library_config_dir"]
     for path in (config_dir, root, f"{root}/sources"):
         files.directory(name=f"Create {path}", path=path, user="root", group="root", mode="755")
-    files.put(
+    put(
         name="Install the library tool",
         src=str(role_dir(ROLE) / "files" / "lectern-library"),
         dest=TOOL,
-        user="root",
-        group="root",
         mode="755",
     )
     setup = {"local": _local, "smb": _smb, "rclone": _rclone, "onedrive": _onedrive}[mode]

@@ -23,7 +23,7 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import render, role_vars_checked
+from appliance.deploys import put, render, role_vars_checked
 from appliance.roles import role_dir
 
 ROLE = "proxy"
@@ -54,12 +54,10 @@ def _migrate_queued(v: dict[str, Any]) -> None:
     now = host.get_fact(Command, command=f"cat {MIGRATE_REQ} 2>/dev/null || true")
     if not now:
         return  # Linux < 5.14
-    files.put(
+    put(
         name="Install the sysctl file",
         src=str(role_dir(ROLE) / "files" / "lectern-proxy-sysctl.conf"),
         dest=SYSCTL_FILE,
-        user="root",
-        group="root",
         mode="644",
     )
     if now.strip() != "1":
@@ -135,18 +133,14 @@ def _present(v: dict[str, Any]) -> None:
     files.directory(
         name="Create the Lectern configuration directory",
         path=config_dir,
-        user="root",
-        group="root",
         mode="755",
     )
     render(ROLE, "proxy.conf.j2", f"{config_dir}/proxy.conf", v)
     for script in SCRIPTS:
-        files.put(
+        put(
             name=f"Install {script}",
             src=str(role_dir(ROLE) / "files" / script),
             dest=f"{SBIN}/{script}",
-            user="root",
-            group="root",
             mode="755",
         )
     engine = v["lectern_proxy_engine"]

@@ -27,7 +27,7 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import render, role_vars_checked
+from appliance.deploys import put, render, role_vars_checked
 from appliance.roles import REPO_ROOT, RoleError, role_vars
 
 ROLE = "updates"
@@ -139,16 +139,12 @@ def _watchtower(v: dict[str, Any]) -> None:
     files.directory(
         name="Create the stack directory",
         path=v["lectern_appliance_dir"],
-        user="root",
-        group="root",
         mode="755",
     )
-    files.put(
+    put(
         name=f"Render {overlay_path(v)} (watchtower/docker-compose.watchtower.yml.j2)",
         src=StringIO(render_overlay(v)),
         dest=overlay_path(v),
-        user="root",
-        group="root",
         mode="600",
     )
     fmt = shlex.quote(
