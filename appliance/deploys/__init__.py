@@ -112,14 +112,17 @@ _LISTINGS: dict[tuple[str, str], dict[str, str]] = {}
 
 _LIST = (
     "cd {dir} 2>/dev/null || exit 0; for f in *; do"
-    ' [ -f "$f" ] && [ ! -L "$f" ] || continue;'
-    ' printf \'%s\\t%s \' "$f" "$(stat -c \'%a:%U:%G\' -- "$f")";'
-    ' sha1sum < "$f" | cut -d" " -f1; done'
+    ' if [ -L "$f" ]; then continue;'
+    ' elif [ -f "$f" ]; then printf \'%s\\t%s \' "$f" "$(stat -c \'%a:%U:%G\' -- "$f")";'
+    ' sha1sum < "$f" | cut -d" " -f1;'
+    ' elif [ -d "$f" ]; then printf \'%s/\\t%s\\n\' "$f" "$(stat -c \'%a:%U:%G\' -- "$f")";'
+    " fi; done"
 )
 
 
 def listing_command(directory: str) -> str:
-    """Shell: one line per regular file in ``directory``: name TAB mode:user:group sha1."""
+    """Shell: a line per regular file in ``directory``, ``name TAB mode:user:group sha1``,
+    and per subdirectory, ``name/ TAB mode:user:group``; links are left out."""
     return _LIST.format(dir=shlex.quote(directory))
 
 
@@ -133,15 +136,38 @@ def file_state(content: bytes, mode: str, user: str, group: str) -> str:
     return f"{int(mode, 8):o}:{user}:{group} {hashlib.sha1(content).hexdigest()}"
 
 
+def _entry(path: str, is_dir: bool = False) -> str | None:
+    """The listing's entry for the file (or directory) ``path``, read once per run."""
+    if state.config.DIFF:
+        return None  # --diff shows pyinfra's own comparison
+    parent, name = posixpath.split(path.rstrip("/"))
+    key = (host.name, parent)
+    if key not in _LISTINGS:
+        out = host.get_fact(Command, command=listing_command(parent))
+        _LISTINGS[key] = parse_listing(out or "")
+    return _LISTINGS[key].get(name + "/" if is_dir else name)
+
+
 def _matches(dest: str, content: bytes, mode: str, user: str, group: str) -> bool:
     """Whether ``dest`` already holds ``content`` with this mode and owner."""
-    if state.config.DIFF:
-        return False  # --diff shows pyinfra's own comparison
-    key = (host.name, posixpath.dirname(dest))
-    if key not in _LISTINGS:
-        out = host.get_fact(Command, command=listing_command(key[1]))
-        _LISTINGS[key] = parse_listing(out or "")
-    return _LISTINGS[key].get(posixpath.basename(dest)) == file_state(content, mode, user, group)
+    return _entry(dest) == file_state(content, mode, user, group)
+
+
+def ensure_dir(
+    name: str, path: str, mode: str, user: str | None = None, group: str | None = None
+) -> Any:
+    """files.directory, or :class:`Unchanged` when ``path`` is already a directory with
+    this mode (and owner, when given): no SSH round trip, like :func:`put`."""
+    entry = _entry(path, is_dir=True)
+    if entry is not None:
+        have_mode, have_user, have_group = entry.split(":")
+        if (
+            have_mode == f"{int(mode, 8):o}"
+            and user in (None, have_user)
+            and group in (None, have_group)
+        ):
+            return Unchanged()
+    return files.directory(name=name, path=path, user=user, group=group, mode=mode)
 
 
 def put(

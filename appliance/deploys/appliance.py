@@ -28,7 +28,7 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import put, render, role_vars_checked
+from appliance.deploys import ensure_dir, put, render, role_vars_checked
 from appliance.roles import REPO_ROOT, RoleError, template_path
 
 ROLE = "appliance"
@@ -107,9 +107,7 @@ def _present(v: dict[str, Any]) -> None:
             " (or the environment for pyinfra)"
         )
     d = v["lectern_appliance_dir"]
-    files.directory(
-        name="Create the stack directory", path=d, user="root", group="root", mode="755"
-    )
+    ensure_dir(name="Create the stack directory", path=d, user="root", group="root", mode="755")
     data_dir = v["lectern_appliance_data_dir"]
     owner = f"{v['lectern_appliance_uid']}:{v['lectern_appliance_gid']}"
     # numeric ids (pyinfra's Directory fact compares names, which a uid may not have)
@@ -117,7 +115,7 @@ def _present(v: dict[str, Any]) -> None:
         Command, command=f"stat -c '%F %u:%g %a' {shlex.quote(data_dir)} 2>/dev/null || true"
     )
     if current != f"directory {owner} 750":
-        files.directory(
+        ensure_dir(
             name="Create the data directory (owned by the app's uid/gid)",
             path=data_dir,
             user=str(v["lectern_appliance_uid"]),
@@ -168,7 +166,7 @@ def _release(v: dict[str, Any], watched: list[Any]) -> None:
     """The release tool's configuration and unit, then the same gated deploy as a rollout."""
     tool = v["lectern_appliance_release_tool"]
     config = v["lectern_appliance_release_config"]
-    files.directory(
+    ensure_dir(
         name="Create the configuration directory",
         path=str(Path(config).parent),
         mode="755",

@@ -23,10 +23,10 @@ from pyinfra.context import host
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Command
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import apt, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import put, render, role_vars_checked
+from appliance.deploys import ensure_dir, put, render, role_vars_checked
 from appliance.roles import role_dir
 
 ROLE = "backup"
@@ -62,11 +62,11 @@ def _present(v: dict[str, Any]) -> None:
     apt.packages(name="Install the backup packages", packages=wanted)
 
     config_dir = v["lectern_backup_config_dir"]
-    files.directory(
+    ensure_dir(
         name="Create the settings directory", path=config_dir, user="root", group="root", mode="700"
     )
     for path in (v["lectern_backup_state_dir"], v["lectern_backup_cache_dir"]):
-        files.directory(name=f"Create {path}", path=path, user="root", group="root", mode="700")
+        ensure_dir(name=f"Create {path}", path=path, user="root", group="root", mode="700")
 
     password_file = v["lectern_backup_password_file"]
     password = v["lectern_backup_password"] or os.environ.get("LECTERN_BACKUP_PASSWORD", "")
@@ -96,7 +96,7 @@ def _present(v: dict[str, Any]) -> None:
     )
     repository = str(v["lectern_backup_repository"])
     if repository.startswith("/"):
-        files.directory(
+        ensure_dir(
             name="Create a local repository's parent directory",
             path=posixpath.dirname(repository),
             mode="700",

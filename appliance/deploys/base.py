@@ -22,7 +22,7 @@ from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.facts.server import Command, Hostname
 from pyinfra.operations import apt, files, server, systemd
 
-from appliance.deploys import render, role_vars_checked
+from appliance.deploys import ensure_dir, render, role_vars_checked
 
 ROLE = "base"
 JOURNALD_DIR = "/etc/systemd/journald.conf.d"
@@ -115,7 +115,7 @@ def _present(v: dict[str, Any]) -> None:
         create_home=False,
         ensure_home=False,
     )
-    files.directory(
+    ensure_dir(
         name="Create the service user's home",
         path=v["lectern_base_home"],
         user=v["lectern_base_user"],
@@ -123,7 +123,7 @@ def _present(v: dict[str, Any]) -> None:
         mode="750",
     )
 
-    files.directory(
+    ensure_dir(
         name="Create the journald drop-in directory",
         path=JOURNALD_DIR,
         user="root",
@@ -138,7 +138,7 @@ def _present(v: dict[str, Any]) -> None:
         _if=journald.did_change,
     )
 
-    files.directory(
+    ensure_dir(
         name="Create the Lectern configuration directory",
         path=v["lectern_base_config_dir"],
         user="root",

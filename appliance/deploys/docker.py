@@ -22,7 +22,7 @@ from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 
-from appliance.deploys import render, role_vars_checked
+from appliance.deploys import ensure_dir, render, role_vars_checked
 
 ROLE = "docker"
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -95,7 +95,7 @@ def _present(v: dict[str, Any]) -> None:
 
     repo = None
     if not distribution:
-        files.directory(
+        ensure_dir(
             name="Create the apt keyrings directory",
             path="/etc/apt/keyrings",
             user="root",
@@ -120,9 +120,7 @@ def _present(v: dict[str, Any]) -> None:
     elif repo is not None:
         apt.update(name="Refresh the apt package index (new repository)", _if=repo.did_change)
 
-    files.directory(
-        name="Create /etc/docker", path="/etc/docker", user="root", group="root", mode="755"
-    )
+    ensure_dir(name="Create /etc/docker", path="/etc/docker", user="root", group="root", mode="755")
     daemon = render(ROLE, "daemon.json.j2", DAEMON_JSON, v)
     apt.packages(
         name="Install the engine and docker-compose", packages=packages, no_recommends=True
@@ -139,7 +137,7 @@ def _present(v: dict[str, Any]) -> None:
                 commands=[f"gpasswd -a {shlex.quote(user)} docker"],
             )
 
-    files.directory(
+    ensure_dir(
         name="Create the Lectern configuration directory",
         path=v["lectern_docker_config_dir"],
         user="root",

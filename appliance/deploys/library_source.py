@@ -31,7 +31,7 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import put, render, role_vars_checked
+from appliance.deploys import ensure_dir, put, render, role_vars_checked
 from appliance.roles import RoleError, role_dir
 
 ROLE = "library_source"
@@ -235,7 +235,7 @@ def _rclone(v: dict[str, Any], root: str) -> tuple[str, str]:
     if "type" not in remote:
         raise RoleError(f"roles/{ROLE}: lectern_library_mode=rclone needs a remote with `type`")
     _rclone_conf(v, remote)
-    files.directory(
+    ensure_dir(
         name="Create the snapshot directory",
         path=f"{root}/rclone",
         mode="755",
@@ -259,7 +259,7 @@ def _rclone(v: dict[str, Any], root: str) -> tuple[str, str]:
 def _onedrive(v: dict[str, Any], root: str) -> tuple[str, str]:
     confdir = f"{v['lectern_library_config_dir']}/onedrive"
     for path, mode in ((confdir, "700"), (f"{root}/onedrive", "755")):
-        files.directory(name=f"Create {path}", path=path, user="root", group="root", mode=mode)
+        ensure_dir(name=f"Create {path}", path=path, user="root", group="root", mode=mode)
     for name in ("config", "sync_list"):
         render(ROLE, f"onedrive.{name}.j2", f"{confdir}/{name}", v, mode="600")
     directory = v["lectern_library_onedrive_directory"]
@@ -290,7 +290,7 @@ def _replicas(v: dict[str, Any], root: str) -> None:
     replicas = v["lectern_library_replica_paths"]
     views = [f"{root}/sources/replica{index}" for index in range(1, len(replicas) + 1)]
     for path in replicas:
-        files.directory(
+        ensure_dir(
             name=f"Create the replica folder {path}",
             path=path,
             mode="755",
@@ -335,7 +335,7 @@ def _present(v: dict[str, Any]) -> None:
     root = v["lectern_library_root"]
     config_dir = v["lectern_library_config_dir"]
     for path in (config_dir, root, f"{root}/sources"):
-        files.directory(name=f"Create {path}", path=path, user="root", group="root", mode="755")
+        ensure_dir(name=f"Create {path}", path=path, user="root", group="root", mode="755")
     put(
         name="Install the library tool",
         src=str(role_dir(ROLE) / "files" / "lectern-library"),

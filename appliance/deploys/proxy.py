@@ -23,7 +23,7 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import put, render, role_vars_checked
+from appliance.deploys import ensure_dir, put, render, role_vars_checked
 from appliance.roles import role_dir
 
 ROLE = "proxy"
@@ -94,7 +94,7 @@ def _nginx(v: dict[str, Any]) -> None:
     names = list(v["lectern_proxy_server_names"])
     tool = f"{SBIN}/lectern-proxy-cert"
     ensure = _local_cert(v)
-    files.directory(
+    ensure_dir(
         name="Create the ACME webroot", path=ACME_WEBROOT, user="root", group="root", mode="755"
     )
     site = render(ROLE, "lectern-nginx.conf.j2", NGINX_SITE, v)
@@ -130,7 +130,7 @@ def _present(v: dict[str, Any]) -> None:
     apt.packages(name="Install the proxy packages", packages=wanted)
 
     config_dir = v["lectern_proxy_config_dir"]
-    files.directory(
+    ensure_dir(
         name="Create the Lectern configuration directory",
         path=config_dir,
         mode="755",

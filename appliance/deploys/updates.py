@@ -27,7 +27,7 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import put, render, role_vars_checked
+from appliance.deploys import ensure_dir, put, render, role_vars_checked
 from appliance.roles import REPO_ROOT, RoleError, role_vars
 
 ROLE = "updates"
@@ -99,7 +99,7 @@ def _existing(paths: list[str]) -> list[str]:
 
 def _agent(v: dict[str, Any]) -> None:
     config_dir = v["lectern_updates_config_dir"]
-    files.directory(
+    ensure_dir(
         name="Create the settings directory", path=config_dir, user="root", group="root", mode="700"
     )
     notify = f"{config_dir}/notify"
@@ -136,7 +136,7 @@ def _watchtower(v: dict[str, Any]) -> None:
             "nothing; set lectern_appliance_watchtower_enabled: true in your inventory (the "
             "app then follows lectern_appliance_image_tag, not a digest)"
         )
-    files.directory(
+    ensure_dir(
         name="Create the stack directory",
         path=v["lectern_appliance_dir"],
         mode="755",

@@ -47,6 +47,10 @@ def test_links_directories_and_missing_directories_are_not_listed(tmp_path: Path
     (tmp_path / "file").write_text("x")
     (tmp_path / "sub").mkdir()
     os.symlink(tmp_path / "file", tmp_path / "link")
-    assert set(_list(tmp_path)) == {"file"}  # a link or directory goes through pyinfra
+    (tmp_path / "sub").chmod(0o750)
+    listing = _list(tmp_path)
+    assert set(listing) == {"file", "sub/"}  # a link goes through pyinfra
+    user, group = _owner(tmp_path / "sub")
+    assert listing["sub/"] == f"750:{user}:{group}"
     assert _list(tmp_path / "absent") == {}
     assert _list(tmp_path / "sub") == {}  # empty: the glob matches nothing
