@@ -131,9 +131,14 @@ def parse_listing(out: str) -> dict[str, str]:
     return {name: file_state for name, file_state in entries}
 
 
+def _octal(mode: str) -> str:
+    """``mode`` as stat's %a prints it ("0644" -> "644")."""
+    return f"{int(mode, 8):o}"
+
+
 def file_state(content: bytes, mode: str, user: str, group: str) -> str:
     """The listing's entry for a file holding ``content`` with this mode and owner."""
-    return f"{int(mode, 8):o}:{user}:{group} {hashlib.sha1(content).hexdigest()}"
+    return f"{_octal(mode)}:{user}:{group} {hashlib.sha1(content).hexdigest()}"
 
 
 def _entry(path: str, is_dir: bool = False) -> str | None:
@@ -161,11 +166,7 @@ def ensure_dir(
     entry = _entry(path, is_dir=True)
     if entry is not None:
         have_mode, have_user, have_group = entry.split(":")
-        if (
-            have_mode == f"{int(mode, 8):o}"
-            and user in (None, have_user)
-            and group in (None, have_group)
-        ):
+        if have_mode == _octal(mode) and user in (None, have_user) and group in (None, have_group):
             return Unchanged()
     return files.directory(name=name, path=path, user=user, group=group, mode=mode)
 
@@ -180,8 +181,9 @@ def put(
         content = Path(src).read_bytes()
         upload = str(src)
     else:
-        content = src.read().encode()
-        upload = StringIO(content.decode())
+        text = src.read()
+        content = text.encode()
+        upload = StringIO(text)
     if _matches(dest, content, mode, user, group):
         return Unchanged()
     return files.put(name=name, src=upload, dest=dest, user=user, group=group, mode=mode)

@@ -115,7 +115,7 @@ def _present(v: dict[str, Any]) -> None:
         Command, command=f"stat -c '%F %u:%g %a' {shlex.quote(data_dir)} 2>/dev/null || true"
     )
     if current != f"directory {owner} 750":
-        ensure_dir(
+        files.directory(  # checked above by uid/gid; ensure_dir compares names
             name="Create the data directory (owned by the app's uid/gid)",
             path=data_dir,
             user=str(v["lectern_appliance_uid"]),
