@@ -20,6 +20,11 @@ from appliance.inventory import Host, InventoryError, load
 from appliance.roles import REPO_ROOT, known_variables
 
 ENGINES = ("pyinfra", "ansible")
+# Ansible strategies `appliance provision` may run the site playbook with. Mitogen keeps
+# one Python interpreter per host for the whole play instead of starting one per task
+# (a no-op re-provision of nas: ~58 s linear, ~22 s mitogen_linear; BENCHMARKS.md).
+# LECTERN_ANSIBLE_STRATEGY=linear runs plain Ansible, as molecule and `ansible-playbook` do.
+ANSIBLE_STRATEGIES = ("mitogen_linear", "linear")
 # The concerns in the order both engines apply them (playbooks/site.yml and
 # appliance/deploys/site.py; a unit test keeps the playbook in this order).
 CONCERNS = ("base", "docker", "library_source", "proxy", "appliance", "backup", "updates")
@@ -110,6 +115,25 @@ def select_concerns(only: str) -> list[str]:
     return [name for name in CONCERNS if name in wanted] or list(CONCERNS)
 
 
+def ansible_strategy(env: dict[str, str]) -> None:
+    """Choose the playbook's strategy in ``env`` from $LECTERN_ANSIBLE_STRATEGY."""
+    strategy = env.get("LECTERN_ANSIBLE_STRATEGY") or ANSIBLE_STRATEGIES[0]
+    if strategy not in ANSIBLE_STRATEGIES:
+        raise ProvisionError(
+            f"LECTERN_ANSIBLE_STRATEGY={strategy}: choose one of {', '.join(ANSIBLE_STRATEGIES)}"
+        )
+    if strategy == "mitogen_linear":
+        try:
+            import ansible_mitogen
+        except ImportError as exc:
+            raise ProvisionError(
+                "mitogen is not installed: run `make venv`, or set LECTERN_ANSIBLE_STRATEGY=linear"
+            ) from exc
+        plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+        env["ANSIBLE_STRATEGY_PLUGINS"] = str(plugins)
+    env["ANSIBLE_STRATEGY"] = strategy
+
+
 def command(
     engine: str, inventory: Path, limit: str, check: bool, only: str = ""
 ) -> tuple[list[str], dict[str, str]]:
@@ -131,6 +155,7 @@ def command(
         return cmd, env
     if engine == "ansible":
         env["ANSIBLE_CONFIG"] = str(REPO_ROOT / "ansible.cfg")
+        ansible_strategy(env)
         cmd = [
             executable("ansible-playbook"),
             "-i",
