@@ -223,6 +223,27 @@ class TestProxyPresent:
         chain = host.file(f"{tls}/fullchain.pem").content_string
         assert host.file(proxy["lectern_proxy_ca_export"]).content_string.strip() in chain
 
+    def test_cert_tool_repairs_caddys_access_keeping_the_certificate(
+        self, host: Any, proxy: dict[str, Any]
+    ) -> None:
+        """A key made unreadable by hand is reported and repaired on the next provision."""
+        if proxy["lectern_proxy_engine"] != "caddy" or proxy["lectern_proxy_tls"] != "internal":
+            pytest.skip("Caddy with tls=internal")
+        tls = f"{proxy['lectern_proxy_config_dir']}/proxy-tls"
+        names = " ".join(proxy["lectern_proxy_server_names"])
+        before = host.check_output(f"sha256sum {tls}/fullchain.pem {tls}/privkey.pem")
+        host.check_output(f"chmod 0600 {tls}/privkey.pem && chgrp root {tls}/privkey.pem")
+        try:
+            assert host.check_output(f"lectern-proxy-cert check {names}") == "access"
+            assert host.check_output(f"lectern-proxy-cert ensure {names}") == "changed"
+            assert host.check_output(f"lectern-proxy-cert check {names}") == "ok"
+            assert host.check_output(f"lectern-proxy-cert ensure {names}") == "ok"
+        finally:  # leave the host as provisioned whatever failed
+            host.run(f"chgrp caddy {tls}/privkey.pem && chmod 0640 {tls}/privkey.pem")
+        key = host.file(f"{tls}/privkey.pem")
+        assert key.group == "caddy" and key.mode == 0o640
+        assert host.check_output(f"sha256sum {tls}/fullchain.pem {tls}/privkey.pem") == before
+
     def test_switch_refuses_and_restores(self, host: Any, proxy: dict[str, Any]) -> None:
         before = host.check_output("lectern-proxy-switch --show")
         assert host.run("lectern-proxy-switch 'not a target'").rc == 2
