@@ -1,7 +1,8 @@
 """Provision lab hosts by pyinfra AND by Ansible; verify both with one testinfra suite.
 
 pi is provisioned by pyinfra, server by Ansible; nas is left bare to prove a dry run
-by either engine changes nothing, and server proves Ansible's --check reports drift without fixing it.
+by either engine changes nothing, and server proves Ansible's --check reports drift
+without fixing it.
 The suite in tests/infra/host is the same one molecule runs.
 """
 
