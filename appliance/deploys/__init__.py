@@ -20,8 +20,10 @@ import jinja2
 import yaml
 from pyinfra.api.util import get_template
 from pyinfra.context import host, state
+from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import Command
-from pyinfra.operations import files
+from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
+from pyinfra.operations import apt, files, systemd
 
 from appliance.roles import RoleError, role_dir, role_vars, template_path
 
@@ -205,3 +207,62 @@ def render(
     except jinja2.TemplateError as e:
         raise RoleError(f"roles/{role}/templates/{name}: {e}") from None
     return put(f"Render {dest}", StringIO(output), dest, mode)
+
+
+# host -> fact class -> its value for every unit (or package), read once per run. pyinfra
+# asks SystemdStatus and SystemdEnabled for every systemd.service operation and
+# DebPackages for every apt.packages one; facts are read while operations are prepared,
+# before any of them runs, so one reading per run sees what each would have seen.
+_FACTS: dict[tuple[str, type], Any] = {}
+
+
+def _host_fact(fact: type) -> Any:
+    key = (host.name, fact)
+    if key not in _FACTS:
+        _FACTS[key] = host.get_fact(fact) or {}
+    return _FACTS[key]
+
+
+# what systemd.service leaves as is; any other name gets ".service", as pyinfra does
+_UNIT_SUFFIXES = (".service", ".socket", ".mount", ".automount", ".path", ".timer", ".target")
+
+
+def ensure_service(
+    name: str,
+    service: str,
+    running: bool | None = True,
+    enabled: bool | None = None,
+    daemon_reload: bool = False,
+) -> Any:
+    """systemd.service, or :class:`Unchanged` when the unit is already running (or not)
+    and enabled (or not) as asked. A unit systemd has not loaded goes to pyinfra."""
+    unit = service if service.endswith(_UNIT_SUFFIXES) else f"{service}.service"
+    active = _host_fact(SystemdStatus).get(unit)
+    is_enabled = _host_fact(SystemdEnabled).get(unit)
+    if (
+        not daemon_reload
+        and active is not None
+        and running in (None, active)
+        and (enabled is None or is_enabled == enabled)
+    ):
+        return Unchanged()
+    return systemd.service(
+        name=name,
+        service=service,
+        running=running,
+        enabled=enabled,
+        daemon_reload=daemon_reload,
+    )
+
+
+def installed_packages() -> dict[str, Any]:
+    """The host's Debian packages (DebPackages), read once per run."""
+    return dict(_host_fact(DebPackages))
+
+
+def install_packages(name: str, packages: list[str], no_recommends: bool = False) -> Any:
+    """apt.packages (present), or :class:`Unchanged` when every package is installed."""
+    installed = _host_fact(DebPackages)
+    if all(package in installed for package in packages):
+        return Unchanged()
+    return apt.packages(name=name, packages=packages, no_recommends=no_recommends)

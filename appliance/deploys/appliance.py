@@ -25,10 +25,10 @@ from pyinfra.api.deploy import deploy
 from pyinfra.context import host, state
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Command
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import ensure_dir, put, render, role_vars_checked
+from appliance.deploys import ensure_dir, ensure_service, put, render, role_vars_checked
 from appliance.roles import REPO_ROOT, RoleError, template_path
 
 ROLE = "appliance"
@@ -179,7 +179,7 @@ def _release(v: dict[str, Any], watched: list[Any]) -> None:
         v,
         mode="644",
     )
-    systemd.service(
+    ensure_service(
         name="Enable the converge-at-boot unit",
         service="lectern-release-converge.service",
         running=None,  # a oneshot run at boot, not now
@@ -259,7 +259,7 @@ def _absent(v: dict[str, Any]) -> None:
         server.shell(name="Remove the stack's network", commands=[f"docker network rm {project}"])
     unit = "/etc/systemd/system/lectern-release-converge.service"
     if host.get_fact(File, path=unit):
-        systemd.service(
+        ensure_service(
             name="Disable the converge-at-boot unit",
             service="lectern-release-converge.service",
             running=None,

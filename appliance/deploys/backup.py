@@ -20,13 +20,20 @@ from typing import Any
 
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Command
 from pyinfra.operations import apt, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import ensure_dir, put, render, role_vars_checked
+from appliance.deploys import (
+    ensure_dir,
+    ensure_service,
+    install_packages,
+    installed_packages,
+    put,
+    render,
+    role_vars_checked,
+)
 from appliance.roles import role_dir
 
 ROLE = "backup"
@@ -56,10 +63,10 @@ def packages(v: dict[str, Any]) -> list[str]:
 
 def _present(v: dict[str, Any]) -> None:
     wanted = packages(v)
-    installed = host.get_fact(DebPackages) or {}
+    installed = installed_packages()
     if any(package not in installed for package in wanted):
         apt.update(name="Refresh the apt package index (a backup package is missing)")
-    apt.packages(name="Install the backup packages", packages=wanted)
+    install_packages(name="Install the backup packages", packages=wanted)
 
     config_dir = v["lectern_backup_config_dir"]
     ensure_dir(
@@ -108,14 +115,14 @@ def _present(v: dict[str, Any]) -> None:
     units = [render(ROLE, f"{unit}.j2", f"{UNITS_DIR}/{unit}", v) for unit in UNITS]
     systemd.daemon_reload(name="Reload systemd (changed units)", _if=any_changed(*units))
     for timer in TIMERS:
-        systemd.service(name=f"Start and enable {timer}", service=timer, running=True, enabled=True)
+        ensure_service(name=f"Start and enable {timer}", service=timer, running=True, enabled=True)
 
 
 def _absent(v: dict[str, Any]) -> None:
     # OFF path: the repository and the password file stay unless lectern_backup_purge.
     for timer in TIMERS:
         if host.get_fact(File, path=f"{UNITS_DIR}/{timer}"):
-            systemd.service(
+            ensure_service(
                 name=f"Stop and disable {timer}", service=timer, running=False, enabled=False
             )
     config_dir = v["lectern_backup_config_dir"]

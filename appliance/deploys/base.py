@@ -17,12 +17,18 @@ from typing import Any
 
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.facts.server import Command, Hostname
 from pyinfra.operations import apt, files, server, systemd
 
-from appliance.deploys import ensure_dir, render, role_vars_checked
+from appliance.deploys import (
+    ensure_dir,
+    ensure_service,
+    install_packages,
+    installed_packages,
+    render,
+    role_vars_checked,
+)
 
 ROLE = "base"
 JOURNALD_DIR = "/etc/systemd/journald.conf.d"
@@ -49,7 +55,7 @@ def _pi(v: dict[str, Any], present: bool) -> None:
             present=present,
         )
     if v["lectern_base_pi_disable_swapfile"] and host.get_fact(File, path="/sbin/dphys-swapfile"):
-        systemd.service(
+        ensure_service(
             name=("Stop and disable" if present else "Restore") + " the swap file",
             service="dphys-swapfile",
             running=not present,
@@ -72,15 +78,15 @@ def _hostname(name: str) -> None:
 
 def _present(v: dict[str, Any]) -> None:
     wanted = list(v["lectern_base_packages"]) + list(v["lectern_base_extra_packages"])
-    installed = host.get_fact(DebPackages) or {}
+    installed = installed_packages()
     if any(package not in installed for package in wanted):
         # Only when something is to be installed: a no-op run changes nothing.
         apt.update(name="Refresh the apt package index (a base package is missing)")
-    apt.packages(name="Install the base packages", packages=wanted)
+    install_packages(name="Install the base packages", packages=wanted)
 
     locale = v["lectern_base_locale"]
     if locale not in BUILTIN_LOCALES:
-        apt.packages(name="Install the locales package", packages=["locales"])
+        install_packages(name="Install the locales package", packages=["locales"])
         server.locale(name=f"Generate the locale {locale}", locale=locale)
     render(ROLE, "locale.j2", "/etc/default/locale", v)
 

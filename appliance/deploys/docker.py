@@ -17,12 +17,18 @@ from typing import Any
 
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 
-from appliance.deploys import ensure_dir, render, role_vars_checked
+from appliance.deploys import (
+    ensure_dir,
+    ensure_service,
+    install_packages,
+    installed_packages,
+    render,
+    role_vars_checked,
+)
 
 ROLE = "docker"
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -114,7 +120,7 @@ def _present(v: dict[str, Any]) -> None:
             ROLE, "docker.sources.j2", REPO_SOURCES, v, docker__arch=arch, docker__codename=codename
         )
 
-    installed = host.get_fact(DebPackages) or {}
+    installed = installed_packages()
     if any(p not in installed for p in packages):
         apt.update(name="Refresh the apt package index (an engine package is missing)")
     elif repo is not None:
@@ -122,12 +128,10 @@ def _present(v: dict[str, Any]) -> None:
 
     ensure_dir(name="Create /etc/docker", path="/etc/docker", user="root", group="root", mode="755")
     daemon = render(ROLE, "daemon.json.j2", DAEMON_JSON, v)
-    apt.packages(
+    install_packages(
         name="Install the engine and docker-compose", packages=packages, no_recommends=True
     )
-    systemd.service(
-        name="Enable and start the engine", service="docker", running=True, enabled=True
-    )
+    ensure_service(name="Enable and start the engine", service="docker", running=True, enabled=True)
 
     members = _docker_members()
     for user in v["lectern_docker_group_members"]:
@@ -188,7 +192,7 @@ def _absent(v: dict[str, Any]) -> None:
             )
     for unit in ENGINE_UNITS:
         if unit in units:
-            systemd.service(
+            ensure_service(
                 name=f"Stop and disable {unit}", service=unit, running=False, enabled=False
             )
     files.file(name="Remove the engine configuration", path=DAEMON_JSON, present=False)
@@ -216,7 +220,7 @@ def _absent(v: dict[str, Any]) -> None:
         _pi(v, present=False)
 
     if v["lectern_docker_purge"]:
-        installed = host.get_fact(DebPackages) or {}
+        installed = installed_packages()
         every = (
             list(v["lectern_docker_distribution_packages"])
             + list(v["lectern_docker_repo_packages"])

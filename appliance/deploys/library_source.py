@@ -25,13 +25,20 @@ from typing import Any
 
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory, File, FileContents, Link
 from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import ensure_dir, put, render, role_vars_checked
+from appliance.deploys import (
+    ensure_dir,
+    ensure_service,
+    install_packages,
+    installed_packages,
+    put,
+    render,
+    role_vars_checked,
+)
 from appliance.roles import RoleError, role_dir
 
 ROLE = "library_source"
@@ -56,7 +63,7 @@ def _reload(changed: list[Any]) -> None:
 def _start(unit: str, changed: list[Any]) -> None:
     """flush_handlers (daemon-reload if a unit file changed), then start and enable."""
     _reload(changed)
-    systemd.service(name=f"Start {unit}", service=unit, running=True, enabled=True)
+    ensure_service(name=f"Start {unit}", service=unit, running=True, enabled=True)
 
 
 def _mountpoint(path: str) -> None:
@@ -217,7 +224,7 @@ def _smb(v: dict[str, Any], root: str) -> tuple[str, str]:
         restarted=True,
         _if=any_changed(unit, *conf),
     )
-    start = systemd.service(
+    start = ensure_service(
         name="Start the rclone mount service", service=service, running=True, enabled=True
     )
     # Ansible's wait_for never fails and changes nothing; here it runs only when the
@@ -275,7 +282,7 @@ def _onedrive(v: dict[str, Any], root: str) -> tuple[str, str]:
         for unit in ("lectern-library-onedrive.service", "lectern-library-onedrive.path")
     ]
     _reload(units)
-    systemd.service(
+    ensure_service(
         name="Enable the onedrive service",
         service="lectern-library-onedrive.service",
         running=None,  # enable only: onedrive needs an authorization first
@@ -327,10 +334,12 @@ def _present(v: dict[str, Any]) -> None:
     packages += ["rclone", "fuse3"] if mode in ("smb", "rclone") else []
     packages += ["cifs-utils"] if mode == "smb" else []
     packages += ["onedrive"] if mode == "onedrive" else []
-    installed = host.get_fact(DebPackages) or {}
+    installed = installed_packages()
     if any(package not in installed for package in packages):
         apt.update(name="Refresh the apt package index (a package is missing)")
-    apt.packages(name="Install the packages of this mode", packages=packages, no_recommends=True)
+    install_packages(
+        name="Install the packages of this mode", packages=packages, no_recommends=True
+    )
 
     root = v["lectern_library_root"]
     config_dir = v["lectern_library_config_dir"]
@@ -396,7 +405,7 @@ def _absent(v: dict[str, Any]) -> None:
     units = [u for u in (listing or "").splitlines() if u]
     first = [u for u in units if u.endswith((".timer", ".path", ".automount"))]
     for unit in first + [u for u in units if u not in first]:
-        systemd.service(name=f"Stop {unit}", service=unit, running=False, enabled=False)
+        ensure_service(name=f"Stop {unit}", service=unit, running=False, enabled=False)
     for unit in units:
         files.file(name=f"Remove {unit}", path=f"{UNITS}/{unit}", present=False)
     if units:

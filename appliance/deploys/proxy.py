@@ -17,13 +17,20 @@ from typing import Any
 
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import ensure_dir, put, render, role_vars_checked
+from appliance.deploys import (
+    ensure_dir,
+    ensure_service,
+    install_packages,
+    installed_packages,
+    put,
+    render,
+    role_vars_checked,
+)
 from appliance.roles import role_dir
 
 ROLE = "proxy"
@@ -85,7 +92,7 @@ def _caddy(v: dict[str, Any]) -> None:
     # tls=internal: Lectern's CA, not Caddy's `tls internal` (see tasks/caddy.yml)
     cert = _local_cert(v) if v["lectern_proxy_tls"] == "internal" else None
     caddyfile = render(ROLE, "Caddyfile.j2", CADDYFILE, v)
-    systemd.service(name="Start and enable Caddy", service="caddy", running=True, enabled=True)
+    ensure_service(name="Start and enable Caddy", service="caddy", running=True, enabled=True)
     changed = [caddyfile] + ([cert] if cert is not None else [])
     systemd.service(name="Reload caddy", service="caddy", reloaded=True, _if=any_changed(*changed))
 
@@ -99,7 +106,7 @@ def _nginx(v: dict[str, Any]) -> None:
     )
     site = render(ROLE, "lectern-nginx.conf.j2", NGINX_SITE, v)
     link = files.link(name="Enable the nginx site", path=NGINX_LINK, target=NGINX_SITE)
-    systemd.service(name="Start and enable nginx", service="nginx", running=True, enabled=True)
+    ensure_service(name="Start and enable nginx", service="nginx", running=True, enabled=True)
     changed = [site, link] + ([ensure] if ensure is not None else [])
     systemd.service(name="Reload nginx", service="nginx", reloaded=True, _if=any_changed(*changed))
     if v["lectern_proxy_tls"] == "acme" and not host.get_fact(
@@ -124,10 +131,10 @@ def _nginx(v: dict[str, Any]) -> None:
 
 def _present(v: dict[str, Any]) -> None:
     wanted = packages(v)
-    installed = host.get_fact(DebPackages) or {}
+    installed = installed_packages()
     if any(package not in installed for package in wanted):
         apt.update(name="Refresh the apt package index (a proxy package is missing)")
-    apt.packages(name="Install the proxy packages", packages=wanted)
+    install_packages(name="Install the proxy packages", packages=wanted)
 
     config_dir = v["lectern_proxy_config_dir"]
     ensure_dir(
@@ -158,8 +165,8 @@ def _present(v: dict[str, Any]) -> None:
 def _absent(v: dict[str, Any]) -> None:
     # OFF path: packages stay; certificates stay unless lectern_proxy_purge.
     engine = v["lectern_proxy_engine"]
-    if engine in (host.get_fact(DebPackages) or {}):
-        systemd.service(
+    if engine in installed_packages():
+        ensure_service(
             name="Stop and disable the proxy", service=engine, running=False, enabled=False
         )
     config_dir = v["lectern_proxy_config_dir"]

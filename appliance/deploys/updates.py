@@ -27,7 +27,7 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from appliance.deploys import ensure_dir, put, render, role_vars_checked
+from appliance.deploys import ensure_dir, ensure_service, put, render, role_vars_checked
 from appliance.roles import REPO_ROOT, RoleError, role_vars
 
 ROLE = "updates"
@@ -109,12 +109,12 @@ def _agent(v: dict[str, Any]) -> None:
         server.shell(name=f"Remove {notify}", commands=[f"rm -f {shlex.quote(notify)}"])
     units = [render(ROLE, f"{unit}.j2", f"{UNITS_DIR}/{unit}", v) for unit in UNITS]
     systemd.daemon_reload(name="Reload systemd (changed units)", _if=any_changed(*units))
-    systemd.service(name=f"Start and enable {TIMER}", service=TIMER, running=True, enabled=True)
+    ensure_service(name=f"Start and enable {TIMER}", service=TIMER, running=True, enabled=True)
 
 
 def _agent_absent(v: dict[str, Any]) -> None:
     if host.get_fact(File, path=f"{UNITS_DIR}/{TIMER}"):
-        systemd.service(
+        ensure_service(
             name=f"Stop and disable {TIMER}", service=TIMER, running=False, enabled=False
         )
     present = _existing(
