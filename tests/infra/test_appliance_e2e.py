@@ -132,13 +132,6 @@ def test_fleet_status_reports_each_host(lab: Path) -> None:
     assert rows["nas"]["provisioned"] is False and rows["nas"]["health"] == "absent"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gap (issue 6): flaky before session 3 (an SQLite 'disk I/O error' from the "
-    "dead mount was classified corrupt and the app answered 503). Now an I/O error keeps the "
-    "memory snapshot (degraded) and is retried; it passed in both full runs since (sessions 3 "
-    "and 4). Strict once it has passed in the project's own CI as well.",
-)
 def test_pc_gone_the_app_keeps_serving_from_the_nas_replica(lab: Path) -> None:
     host = "server"
     expected = calibredb_books()
