@@ -92,10 +92,13 @@ def remote_hash(remote: dict[str, Any], section: str) -> str:
     """sha256 of the declared remote, computed exactly like tasks/rclone_conf.yml does.
 
     Jinja's ``dictsort`` sorts keys case-insensitively; ``join`` turns values into str.
+    The role's ``join('\n')`` sits in a folded YAML scalar, where Ansible keeps the
+    backslash: the separator is a backslash and an "n", not a newline (a unit test runs
+    the role's own expression through ansible-playbook against this function).
     """
     merged = {**remote, "_section": section}
     ordered = sorted(merged.items(), key=lambda item: str(item[0]).lower())
-    text = "\n".join(f"{key}={value}" for key, value in ordered)
+    text = "\\n".join(f"{key}={value}" for key, value in ordered)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
