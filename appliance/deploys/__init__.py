@@ -224,7 +224,10 @@ def _host_fact(fact: type) -> Any:
 
 
 # what systemd.service leaves as is; any other name gets ".service", as pyinfra does
-_UNIT_SUFFIXES = (".service", ".socket", ".mount", ".automount", ".path", ".timer", ".target")
+_UNIT_SUFFIXES = (
+    ".service", ".socket", ".device", ".mount", ".automount", ".swap", ".target", ".path",
+    ".timer", ".slice", ".scope",
+)  # fmt: skip
 
 
 def ensure_service(
@@ -255,14 +258,24 @@ def ensure_service(
     )
 
 
-def installed_packages() -> dict[str, Any]:
+def installed_packages() -> Mapping[str, Any]:
     """The host's Debian packages (DebPackages), read once per run."""
-    return dict(_host_fact(DebPackages))
+    packages: Mapping[str, Any] = _host_fact(DebPackages)
+    return packages
 
 
-def install_packages(name: str, packages: list[str], no_recommends: bool = False) -> Any:
-    """apt.packages (present), or :class:`Unchanged` when every package is installed."""
-    installed = _host_fact(DebPackages)
-    if all(package in installed for package in packages):
+def install_packages(
+    name: str, packages: list[str], no_recommends: bool = False, refresh: bool = True
+) -> Any:
+    """apt.packages (present), or :class:`Unchanged` when every package is installed.
+
+    With ``refresh``, the apt index is refreshed first, and only when a package is
+    missing: a no-op run changes nothing however old the index is (tasks/present.yml's
+    "Refresh the apt package index when ... missing").
+    """
+    missing = [package for package in packages if package not in installed_packages()]
+    if not missing:
         return Unchanged()
+    if refresh:
+        apt.update(name=f"Refresh the apt package index (missing: {' '.join(missing)})")
     return apt.packages(name=name, packages=packages, no_recommends=no_recommends)

@@ -22,14 +22,13 @@ from pyinfra.api.deploy import deploy
 from pyinfra.context import host
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Command
-from pyinfra.operations import apt, server, systemd
+from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
 from appliance.deploys import (
     ensure_dir,
     ensure_service,
     install_packages,
-    installed_packages,
     put,
     render,
     role_vars_checked,
@@ -63,9 +62,6 @@ def packages(v: dict[str, Any]) -> list[str]:
 
 def _present(v: dict[str, Any]) -> None:
     wanted = packages(v)
-    installed = installed_packages()
-    if any(package not in installed for package in wanted):
-        apt.update(name="Refresh the apt package index (a backup package is missing)")
     install_packages(name="Install the backup packages", packages=wanted)
 
     config_dir = v["lectern_backup_config_dir"]

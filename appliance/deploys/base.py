@@ -19,13 +19,12 @@ from pyinfra.api.deploy import deploy
 from pyinfra.context import host
 from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.facts.server import Command, Hostname
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import files, server, systemd
 
 from appliance.deploys import (
     ensure_dir,
     ensure_service,
     install_packages,
-    installed_packages,
     render,
     role_vars_checked,
 )
@@ -78,15 +77,11 @@ def _hostname(name: str) -> None:
 
 def _present(v: dict[str, Any]) -> None:
     wanted = list(v["lectern_base_packages"]) + list(v["lectern_base_extra_packages"])
-    installed = installed_packages()
-    if any(package not in installed for package in wanted):
-        # Only when something is to be installed: a no-op run changes nothing.
-        apt.update(name="Refresh the apt package index (a base package is missing)")
     install_packages(name="Install the base packages", packages=wanted)
 
     locale = v["lectern_base_locale"]
     if locale not in BUILTIN_LOCALES:
-        install_packages(name="Install the locales package", packages=["locales"])
+        install_packages(name="Install the locales package", packages=["locales"], refresh=False)
         server.locale(name=f"Generate the locale {locale}", locale=locale)
     render(ROLE, "locale.j2", "/etc/default/locale", v)
 

@@ -120,10 +120,8 @@ def _present(v: dict[str, Any]) -> None:
             ROLE, "docker.sources.j2", REPO_SOURCES, v, docker__arch=arch, docker__codename=codename
         )
 
-    installed = installed_packages()
-    if any(p not in installed for p in packages):
-        apt.update(name="Refresh the apt package index (an engine package is missing)")
-    elif repo is not None:
+    # a missing package refreshes the index in install_packages; a new repository here
+    if repo is not None and all(p in installed_packages() for p in packages):
         apt.update(name="Refresh the apt package index (new repository)", _if=repo.did_change)
 
     ensure_dir(name="Create /etc/docker", path="/etc/docker", user="root", group="root", mode="755")

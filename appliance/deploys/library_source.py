@@ -27,14 +27,13 @@ from pyinfra.api.deploy import deploy
 from pyinfra.context import host
 from pyinfra.facts.files import Directory, File, FileContents, Link
 from pyinfra.facts.server import Command
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from appliance.deploys import (
     ensure_dir,
     ensure_service,
     install_packages,
-    installed_packages,
     put,
     render,
     role_vars_checked,
@@ -337,9 +336,6 @@ def _present(v: dict[str, Any]) -> None:
     packages += ["rclone", "fuse3"] if mode in ("smb", "rclone") else []
     packages += ["cifs-utils"] if mode == "smb" else []
     packages += ["onedrive"] if mode == "onedrive" else []
-    installed = installed_packages()
-    if any(package not in installed for package in packages):
-        apt.update(name="Refresh the apt package index (a package is missing)")
     install_packages(
         name="Install the packages of this mode", packages=packages, no_recommends=True
     )

@@ -19,7 +19,7 @@ from pyinfra.api.deploy import deploy
 from pyinfra.context import host
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Command
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from appliance.deploys import (
@@ -131,9 +131,6 @@ def _nginx(v: dict[str, Any]) -> None:
 
 def _present(v: dict[str, Any]) -> None:
     wanted = packages(v)
-    installed = installed_packages()
-    if any(package not in installed for package in wanted):
-        apt.update(name="Refresh the apt package index (a proxy package is missing)")
     install_packages(name="Install the proxy packages", packages=wanted)
 
     config_dir = v["lectern_proxy_config_dir"]
