@@ -6,21 +6,36 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+from lectern_app.accounts.models import RefreshToken
 
 from .accounts_support import PASSWORD, basic, bearer, login, make_app
 
 __all__ = ["make_app"]
 
 
+FAMILY = "f" * 32  # a live sign-in of user 1, made by the fixture
+
+
 @pytest.fixture
 def app_and_key(make_app: Any, library: Path, tmp_path: Path) -> tuple[Any, str]:
     c = make_app(library, f"sqlite:///{tmp_path / 'a.db'}", data_dir=tmp_path / "data")
     key = (tmp_path / "data" / "secret_key").read_text().strip()
+    with c.app.state.accounts.db.session() as db:
+        db.add(
+            RefreshToken(
+                jti="j" * 32,
+                user_id=1,
+                family=FAMILY,
+                issued_at=datetime.now(UTC),
+                expires_at=datetime.now(UTC) + timedelta(days=1),
+            )
+        )
     return c, key
 
 
@@ -31,6 +46,7 @@ def _claims(**kw: Any) -> dict[str, Any]:
         "aud": "lectern:access",
         "sub": "1",
         "ver": 1,
+        "fam": FAMILY,
         "iat": now,
         "exp": now + 600,
         "jti": "x" * 32,
@@ -62,6 +78,8 @@ def test_a_correctly_signed_token_works(app_and_key: tuple[Any, str]) -> None:
         "wrong_issuer",
         "tampered_sub",
         "no_exp",
+        "no_family",
+        "unknown_family",
         "garbage",
     ],
 )
@@ -91,6 +109,12 @@ def test_bad_tokens_are_refused(app_and_key: tuple[Any, str], case: str) -> None
         claims = _claims()
         del claims["exp"]
         tok = jwt.encode(claims, key, algorithm="HS256")
+    elif case == "no_family":  # a token no sign-out could ever end
+        claims = _claims()
+        del claims["fam"]
+        tok = jwt.encode(claims, key, algorithm="HS256")
+    elif case == "unknown_family":
+        tok = jwt.encode(_claims(fam="0" * 32), key, algorithm="HS256")
     else:
         tok = "not.a.jwt"
     r = c.get("/api/user/me", headers=bearer(tok))

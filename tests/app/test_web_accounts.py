@@ -13,6 +13,7 @@ __all__ = ["make_app"]
 
 def test_web_sign_in_shelf_and_forms(make_app: Any, library: Path, tmp_path: Path) -> None:
     c = make_app(library, f"sqlite:///{tmp_path / 'a.db'}")
+    c.headers["origin"] = "http://testserver"  # what a browser sends with a form POST
     create_user(c, "reader")
     anon = c.get("/me", follow_redirects=False)
     assert anon.status_code == 303 and anon.headers["location"].startswith("/login")
@@ -64,7 +65,11 @@ def test_expired_access_cookie_is_renewed_from_refresh_cookie(
     make_app: Any, library: Path, tmp_path: Path
 ) -> None:
     c = make_app(library, f"sqlite:///{tmp_path / 'a.db'}")
-    c.post("/login", data={"username": "admin", "password": PASSWORD})
+    c.post(
+        "/login",
+        data={"username": "admin", "password": PASSWORD},
+        headers={"origin": "http://testserver"},
+    )
     c.cookies.set("lectern_access", "expired.or.garbage")
     r = c.get("/me")
     assert r.status_code == 200 and "admin" in r.text

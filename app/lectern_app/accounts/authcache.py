@@ -6,7 +6,8 @@ with argon2id once; the verified credential is remembered under
 HMAC-SHA256(SECRET_KEY, kind, username, secret), never the secret itself, so repeated
 requests skip the ~50 ms hash and run as fast as anonymous ones.
 
-Changes take effect at once: every change to a user (disable, password, role) goes
+Changes take effect at once: every change to a user (disable, password, role, a
+session signed out) goes
 through `user_changed(user_id)`, which drops that user's entries from every cache in this
 process and calls the hooks in `on_user_changed` (the Redis bus publishes there, and on a
 message from another replica calls `invalidate_user(user_id)`; that one does NOT call the
@@ -69,6 +70,10 @@ class AuthCache:
         self._users: dict[int, tuple[float, Principal]] = {}
         self._creds: dict[str, tuple[float, int, int]] = {}
         self._creds_of: dict[int, set[str]] = {}
+        # session families (refresh-token families) known to be live, by user: an access
+        # token is good only while its family is; signing out drops the entry everywhere
+        self._families: dict[str, tuple[float, int]] = {}
+        self._families_of: dict[int, set[str]] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -143,6 +148,25 @@ class AuthCache:
             self._creds[key] = (time.monotonic() + self.ttl, user_id, version)
             self._creds_of.setdefault(user_id, set()).add(key)
 
+    def family_live(self, family: str) -> bool:
+        """True when `family` was seen live and nothing about its user changed since."""
+        if not self.enabled:
+            return False
+        self._fresh()
+        e = self._families.get(family)
+        return e is not None and e[0] >= time.monotonic()
+
+    def put_family(self, family: str, user_id: int) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            if len(self._families) >= self.max_entries:
+                old = next(iter(self._families))
+                _, uid = self._families.pop(old)
+                self._families_of.get(uid, set()).discard(old)
+            self._families[family] = (time.monotonic() + self.ttl, user_id)
+            self._families_of.setdefault(user_id, set()).add(family)
+
     def drop_credential(self, key: str) -> None:
         with self._lock:
             e = self._creds.pop(key, None)
@@ -154,12 +178,16 @@ class AuthCache:
             self._users.pop(user_id, None)
             for key in self._creds_of.pop(user_id, set()):
                 self._creds.pop(key, None)
+            for family in self._families_of.pop(user_id, set()):
+                self._families.pop(family, None)
 
     def clear(self) -> None:
         with self._lock:
             self._users.clear()
             self._creds.clear()
             self._creds_of.clear()
+            self._families.clear()
+            self._families_of.clear()
 
 
 def invalidate_user(user_id: int) -> None:

@@ -1,7 +1,7 @@
 """`python -m lectern_app admin ...`: manage users inside the image (no default password).
 
   admin create-user NAME [--email E] [--admin] [--password-stdin]
-  admin reset-password NAME [--password-stdin]
+  admin reset-password NAME [--password-stdin] [--keep-tokens]
   admin disable NAME | admin enable NAME
   admin list-users
 
@@ -44,6 +44,11 @@ def main(argv: list[str]) -> int:
     r = sub.add_parser("reset-password", help="set a new password")
     r.add_argument("username")
     r.add_argument("--password-stdin", action="store_true")
+    r.add_argument(
+        "--keep-tokens",
+        action="store_true",
+        help="keep the user's API tokens (by default a reset revokes them with every session)",
+    )
     for name in ("disable", "enable"):
         sub.add_parser(name, help=f"{name} a user").add_argument("username")
     sub.add_parser("list-users", help="print the users as JSON")
@@ -71,8 +76,16 @@ def main(argv: list[str]) -> int:
             return 1
         uid = int(found[0]["id"])
         if args.cmd == "reset-password":
-            acc.update_user(uid, password=_password(args.password_stdin))
-            print(f"password of {args.username} reset; its sessions are ended")
+            u = acc.update_user(
+                uid, password=_password(args.password_stdin), keep_tokens=args.keep_tokens
+            )
+            n = int(u.get("revoked_api_tokens", 0))
+            tokens = (
+                "its API tokens are kept (--keep-tokens)"
+                if args.keep_tokens
+                else f"{n} API token{'s' if n != 1 else ''} revoked"
+            )
+            print(f"password of {args.username} reset; every session ended; {tokens}")
         else:
             acc.update_user(uid, disabled=args.cmd == "disable")
             print(f"{args.username} {args.cmd}d")

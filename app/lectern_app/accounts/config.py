@@ -30,6 +30,9 @@ class AccountSettings:
     auth_cache_ttl: int = 300  # AUTH_CACHE_TTL (seconds)
     access_minutes: int = 30  # ACCESS_TOKEN_MINUTES
     refresh_days: int = 7  # REFRESH_TOKEN_DAYS
+    # REFRESH_GRACE_SECONDS: a refresh token presented again this soon after its first use
+    # gets the same successor (a browser's tabs refresh at once); later it ends the session
+    refresh_grace: int = 30
     login_window: int = 300  # LOGIN_RATE_WINDOW (seconds)
     login_max_per_ip: int = 20  # LOGIN_MAX_PER_IP attempts per window
     login_max_per_account: int = 5  # LOGIN_MAX_PER_ACCOUNT failed attempts per window
@@ -57,6 +60,7 @@ class AccountSettings:
             auth_cache_ttl=max(1, _int("AUTH_CACHE_TTL", 300)),
             access_minutes=max(1, _int("ACCESS_TOKEN_MINUTES", 30)),
             refresh_days=max(1, _int("REFRESH_TOKEN_DAYS", 7)),
+            refresh_grace=min(300, max(0, _int("REFRESH_GRACE_SECONDS", 30))),
             login_window=max(1, _int("LOGIN_RATE_WINDOW", 300)),
             login_max_per_ip=max(1, _int("LOGIN_MAX_PER_IP", 20)),
             login_max_per_account=max(1, _int("LOGIN_MAX_PER_ACCOUNT", 5)),

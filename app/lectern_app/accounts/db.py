@@ -38,7 +38,7 @@ def make_engine(url: str) -> Engine:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_files(Path(u.database))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
 
         @event.listens_for(engine, "connect")
@@ -51,6 +51,26 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def private_sqlite_files(db: Path) -> None:
+    """The database, its WAL and its shared-memory index hold password hashes: create
+    them 0600 before SQLite opens them (it gives -wal and -shm the database's mode, and
+    would create the database with the process umask), and tighten older ones."""
+    db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        except OSError as e:
+            if path == db:
+                raise
+            log.warning("cannot create %s: %s", path, e)
+            continue
+        try:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
 
 
 def alembic_config() -> Config:
@@ -120,10 +140,6 @@ class Database:
 
     def migrate(self) -> None:
         migrate(self.engine)
-        u = self.engine.url
-        if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
-            with contextlib.suppress(OSError):
-                os.chmod(u.database, 0o600)  # password hashes: owner only
         log.info("accounts database at revision %s", current_revision(self.engine))
 
     @contextlib.contextmanager

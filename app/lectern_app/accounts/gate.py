@@ -6,6 +6,14 @@ session cookie, and puts it in the scope. It sits OUTSIDE the response fast path
 cached page is never handed to someone the gate refused, and with the auth cache an
 authenticated request costs dict lookups, not a DB query or a password hash.
 
+Cross-site request forgery: a state-changing request (POST, PUT, PATCH, DELETE)
+authenticated by the session COOKIE must come from this site. An Origin header naming
+another site is refused; no Origin, or `Origin: null` (sandboxed frames, some redirects,
+privacy settings), is accepted only with the session's CSRF token, in the
+`X-CSRF-Token` header or, on the web UI's form routes (FORM_ROUTES), the `csrf` form
+field, which those routes check themselves. Requests authenticated by a header (Bearer,
+Basic) carry no ambient credential and need no token.
+
 Anonymous access (AUTH_REQUIRED=false, the default): library pages, the books API and
 OPDS stay open as before; credentials, when sent, must be valid (a wrong password is a
 401, never a silent downgrade to anonymous). AUTH_REQUIRED=true: everything but OPEN
@@ -16,22 +24,31 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import logging
 from collections.abc import Callable
 from http.cookies import SimpleCookie
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import security
 from .authcache import Principal
 from .service import AccountError, Accounts
 
 log = logging.getLogger("lectern.accounts")
 SCOPE_USER = "lectern.user"
+SCOPE_SESSION = "lectern.session"  # the refresh family of a cookie session: its CSRF key
+SCOPE_CSRF = "lectern.csrf"  # "ok", "token" (the route must see a valid token) or absent
 ACCESS_COOKIE = "lectern_access"
 REFRESH_COOKIE = "lectern_refresh"
+CSRF_COOKIE = "lectern_csrf"  # a nonce keying the sign-in form's token before a session exists
+CSRF_HEADER = b"x-csrf-token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Web UI routes that take the token as the `csrf` form field and check it themselves
+FORM_ROUTES = ("/login", "/logout", "/me/")
 OPEN = (
     "/api/health",
     "/metrics",
@@ -103,6 +120,7 @@ class AuthGate:
             await self.app(scope, receive, send)
             return
         set_cookies: list[str] = []
+        by_cookie = False
         if auth:
             try:
                 client = scope.get("client")
@@ -121,11 +139,20 @@ class AuthGate:
             cookies = _cookies(scope)
             if ACCESS_COOKIE in cookies or REFRESH_COOKIE in cookies:
                 try:
-                    principal, set_cookies = await self._from_cookies(cookies)
+                    principal, family, set_cookies = await self._from_cookies(cookies)
                 except Exception as e:
                     log.error("auth check failed: %s", type(e).__name__)
-                    principal, set_cookies = None, []
+                    principal, family, set_cookies = None, None, []
+                if principal is not None:
+                    by_cookie = True
+                    scope[SCOPE_SESSION] = family
         scope[SCOPE_USER] = principal
+        if by_cookie and scope["method"] not in SAFE_METHODS:
+            verdict = self._csrf_verdict(scope)
+            if verdict == "refuse":
+                await _deny(send, scope, 403, "csrf_refused", "cross-site request: reload the page")
+                return
+            scope[SCOPE_CSRF] = verdict
         if principal is None and acc.settings.auth_required and not path.startswith(OPEN):
             await _deny(send, scope, 401, "auth_required", "sign in first")
             return
@@ -142,6 +169,17 @@ class AuthGate:
 
         await self.app(scope, receive, send_with_cookies)
 
+    def _csrf_verdict(self, scope: Scope) -> str:
+        """ "ok", "refuse", or "token" (a web form route must check its `csrf` field)."""
+        origin = _header(scope, b"origin")
+        if origin is not None and origin != "null":
+            return "ok" if same_origin(scope, origin) else "refuse"
+        token = _header(scope, CSRF_HEADER)
+        family = scope.get(SCOPE_SESSION)
+        if token and family and csrf_valid(self.accounts.secret, family, token):
+            return "ok"
+        return "token" if is_form_route(scope["path"]) else "refuse"
+
     async def _from_header(self, auth: str, ip: str) -> Principal:
         acc = self.accounts
         scheme, _, value = auth.partition(" ")
@@ -153,10 +191,10 @@ class AuthGate:
                 raise AccountError(401, "invalid_token", "unknown or revoked API token")
             return p
         if scheme == "bearer" and value:
-            claims_p = acc.cached_access(value)
-            if claims_p is not None:
-                return claims_p
-            return await anyio.to_thread.run_sync(acc.from_access_token, value)
+            seen = acc.cached_access(value)
+            if seen is None:
+                seen = await anyio.to_thread.run_sync(acc.from_access_token, value)
+            return seen[0]
         if scheme == "basic" and value:
             wait = acc.fail_limiter.retry_after(ip)
             if wait:
@@ -184,15 +222,19 @@ class AuthGate:
             return cached
         return await anyio.to_thread.run_sync(slow)
 
-    async def _from_cookies(self, cookies: dict[str, str]) -> tuple[Principal | None, list[str]]:
+    async def _from_cookies(
+        self, cookies: dict[str, str]
+    ) -> tuple[Principal | None, str | None, list[str]]:
+        """(user, session family, cookies to set) from the session cookies."""
         acc = self.accounts
         access = cookies.get(ACCESS_COOKIE)
         if access:
-            p = acc.cached_access(access)
-            if p is not None:
-                return p, []
+            seen = acc.cached_access(access)
+            if seen is not None:
+                return seen[0], seen[1], []
             try:
-                return await anyio.to_thread.run_sync(acc.from_access_token, access), []
+                p, family = await anyio.to_thread.run_sync(acc.from_access_token, access)
+                return p, family, []
             except AccountError:
                 pass
         refresh = cookies.get(REFRESH_COOKIE)
@@ -200,14 +242,36 @@ class AuthGate:
             try:
                 pair, p = await anyio.to_thread.run_sync(acc.refresh, refresh)
             except AccountError:
-                return None, clear_cookies()
-            return p, session_cookies(
-                pair.access,
-                pair.refresh,
-                acc.settings.refresh_days * 86400,
-                acc.settings.cookie_secure,
+                return None, None, clear_cookies()
+            return (
+                p,
+                pair.family,
+                session_cookies(
+                    pair.access,
+                    pair.refresh,
+                    acc.settings.refresh_days * 86400,
+                    acc.settings.cookie_secure,
+                ),
             )
-        return None, clear_cookies()
+        return None, None, clear_cookies()
+
+
+def is_form_route(path: str) -> bool:
+    return path in FORM_ROUTES[:2] or path.startswith(FORM_ROUTES[2])
+
+
+def same_origin(scope: Scope, origin: str) -> bool:
+    """Origin names the host this request was sent to (the Host header, which the
+    proxy passes through unchanged)."""
+    host = _header(scope, b"host") or ""
+    try:
+        return bool(host) and urlsplit(origin).netloc.lower() == host.lower()
+    except ValueError:
+        return False
+
+
+def csrf_valid(secret: str, session: str, token: str) -> bool:
+    return hmac.compare_digest(security.csrf_token(secret, session), token)
 
 
 async def _deny(

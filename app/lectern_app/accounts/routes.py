@@ -103,6 +103,8 @@ class UserPatch(BaseModel):
 
 class PasswordReset(BaseModel):
     password: Password
+    # a reset usually follows a compromise: the user's API tokens are revoked unless kept
+    keep_tokens: bool = False
 
 
 UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -144,7 +146,7 @@ def reset_password(
     user_id: UserId, body: PasswordReset, acc: AccountsDep, _: AdminDep
 ) -> dict[str, Any]:
     try:
-        return acc.update_user(user_id, password=body.password)
+        return acc.update_user(user_id, password=body.password, keep_tokens=body.keep_tokens)
     except AccountError as e:
         raise http_error(e) from None
 
@@ -153,6 +155,7 @@ def reset_password(
 class PasswordChange(BaseModel):
     current_password: Password
     new_password: Password
+    keep_tokens: bool = False  # keep the API tokens (every session ends regardless)
 
 
 class NewToken(BaseModel):
@@ -170,7 +173,7 @@ def me(acc: AccountsDep, user: UserDep) -> dict[str, Any]:
 @me_router.put("/me/password", status_code=204)
 def change_password(body: PasswordChange, acc: AccountsDep, user: UserDep) -> Response:
     try:
-        acc.change_own_password(user.id, body.current_password, body.new_password)
+        acc.change_own_password(user.id, body.current_password, body.new_password, body.keep_tokens)
     except AccountError as e:
         raise http_error(e) from None
     return Response(status_code=204)

@@ -85,6 +85,11 @@ def keyed_hash(secret: str, *parts: str) -> str:
     return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
 
 
+def csrf_token(secret: str, session: str) -> str:
+    """The form token of one session (a refresh family, or the pre-login nonce cookie)."""
+    return keyed_hash(secret, "csrf", session)
+
+
 def new_api_token() -> str:
     return "lct_" + secrets.token_urlsafe(32)
 
@@ -96,7 +101,8 @@ class TokenPair:
     refresh_jti: str
     family: str
     access_expires_in: int
-    refresh_expires_at: float
+    refresh_issued_at: int
+    refresh_expires_at: int
 
 
 class TokenError(Exception):
@@ -111,16 +117,31 @@ class Tokens:
         self.access_seconds = access_seconds
         self.refresh_seconds = refresh_seconds
 
-    def issue(self, user_id: int, version: int, family: str | None = None) -> TokenPair:
+    def issue(
+        self,
+        user_id: int,
+        version: int,
+        family: str | None = None,
+        *,
+        refresh_jti: str | None = None,
+        refresh_iat: int | None = None,
+        refresh_exp: int | None = None,
+    ) -> TokenPair:
+        """A new access token and a refresh token. The refresh token's jti/iat/exp may be
+        given: the same claims give the same token (HS256 is deterministic), which is how
+        requests racing with one refresh token all receive its one successor."""
         now = int(time.time())
         family = family or uuid.uuid4().hex
-        jti = uuid.uuid4().hex
+        jti = refresh_jti or uuid.uuid4().hex
+        iat = refresh_iat if refresh_iat is not None else now
+        exp = refresh_exp if refresh_exp is not None else now + self.refresh_seconds
         access = jwt.encode(
             {
                 "iss": ISSUER,
                 "aud": AUD_ACCESS,
                 "sub": str(user_id),
                 "ver": version,
+                "fam": family,  # signing out ends the family, and with it this token
                 "iat": now,
                 "exp": now + self.access_seconds,
                 "jti": uuid.uuid4().hex,
@@ -135,16 +156,19 @@ class Tokens:
                 "sub": str(user_id),
                 "ver": version,
                 "fam": family,
-                "iat": now,
-                "exp": now + self.refresh_seconds,
+                "iat": iat,
+                "exp": exp,
                 "jti": jti,
             },
             self.secret,
             algorithm=ALGORITHM,
         )
-        return TokenPair(
-            access, refresh, jti, family, self.access_seconds, now + self.refresh_seconds
-        )
+        return TokenPair(access, refresh, jti, family, self.access_seconds, iat, exp)
+
+    def successor_jti(self, jti: str) -> str:
+        """The jti of the refresh token that replaces `jti`: derived, so a request that
+        lost the race for `jti` can find (and re-mint) what the winner received."""
+        return keyed_hash(self.secret, "successor", jti)[:32]
 
     def decode(self, token: str, audience: str) -> dict[str, Any]:
         """Verify signature (HS256 only: alg=none and others are refused), exp, aud, iss."""
@@ -165,4 +189,6 @@ class Tokens:
             raise TokenError("invalid_token") from None
         if not str(claims.get("sub", "")).isdigit() or not isinstance(claims.get("ver"), int):
             raise TokenError("invalid_token")
+        if not isinstance(claims.get("fam"), str) or not claims["fam"]:
+            raise TokenError("invalid_token")  # every token belongs to a session family
         return claims

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,11 @@ def user_dict(u: User) -> dict[str, Any]:
     }
 
 
+def _aware(d: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return d if d.tzinfo is not None else d.replace(tzinfo=UTC)
+
+
 def _iso(d: datetime | None) -> str | None:
     if d is None:
         return None
@@ -79,7 +84,8 @@ class Accounts:
         self.account_limiter = SlidingWindow(settings.login_max_per_account, settings.login_window)
         # failed HTTP Basic / KOReader credential checks per client IP
         self.fail_limiter = SlidingWindow(settings.login_max_per_ip, settings.login_window)
-        self._verified: dict[str, tuple[float, int, int]] = {}  # access JWT -> exp, uid, ver
+        # access JWT -> exp, uid, ver, session family
+        self._verified: dict[str, tuple[float, int, int, str]] = {}
         self.started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -226,7 +232,11 @@ class Accounts:
         password: str | None = None,
         email: str | None = None,
         actor: int | None = None,
+        keep_tokens: bool = False,
     ) -> dict[str, Any]:
+        """A new password ends every session and, unless keep_tokens, revokes every API
+        token too: a reset usually follows a compromise. The result says how many."""
+        revoked_tokens = 0
         with self.db.session() as db:
             u = db.get(User, user_id)
             if u is None:
@@ -247,6 +257,8 @@ class Accounts:
             if password is not None:
                 self._set_password(u, password)
                 self._revoke_all_refresh(db, u.id)
+                if not keep_tokens:
+                    revoked_tokens = self._revoke_all_api_tokens(db, u.id)
                 changed = True
             if email is not None:
                 e = email.strip() or None
@@ -263,16 +275,20 @@ class Accounts:
                 if u.disabled:
                     self._revoke_all_refresh(db, u.id)
             result = user_dict(u)
+        if password is not None:
+            result["revoked_api_tokens"] = revoked_tokens
         if changed:
             self.notify(user_id)
         return result
 
-    def change_own_password(self, user_id: int, old: str, new: str) -> None:
+    def change_own_password(
+        self, user_id: int, old: str, new: str, keep_tokens: bool = False
+    ) -> dict[str, Any]:
         with self.db.session() as db:
             u = db.get(User, user_id)
             if u is None or not security.verify_password(u.password_hash, old):
                 raise AccountError(403, "wrong_password", "the current password is wrong")
-        self.update_user(user_id, password=new)
+        return self.update_user(user_id, password=new, keep_tokens=keep_tokens)
 
     @staticmethod
     def _revoke_all_refresh(db: Session, user_id: int) -> None:
@@ -281,6 +297,15 @@ class Accounts:
             .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=utcnow())
         )
+
+    @staticmethod
+    def _revoke_all_api_tokens(db: Session, user_id: int) -> int:
+        n = db.execute(  # type: ignore[attr-defined]
+            update(ApiToken)
+            .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        ).rowcount
+        return int(n or 0)
 
     # ------------------------------------------------------------------ login
     def login(self, identifier: str, password: str, ip: str) -> tuple[TokenPair, Principal]:
@@ -295,7 +320,6 @@ class Accounts:
                 "too many login attempts; try again later",
                 {"Retry-After": str(wait)},
             )
-        self.ip_limiter.hit(ip)
         with self.db.session() as db:
             u = self._find(db, ident)
             ok = security.verify_password(u.password_hash if u else None, password)
@@ -311,6 +335,8 @@ class Accounts:
                 self._set_password(u, password)
                 ok = True
             if u is None or not ok:
+                # failures only: a household behind one NAT signing in all day is not an attack
+                self.ip_limiter.hit(ip)
                 self.account_limiter.hit("acct:" + ident)
                 raise AccountError(401, "invalid_credentials", "wrong username or password")
             if u.disabled:
@@ -321,26 +347,32 @@ class Accounts:
         self.cache.put_user(p)
         return pair, p
 
-    def _issue(self, db: Session, p: Principal, family: str | None = None) -> TokenPair:
-        pair = self.tok.issue(p.id, p.token_version, family)
+    def _issue(
+        self, db: Session, p: Principal, family: str | None = None, jti: str | None = None
+    ) -> TokenPair:
+        pair = self.tok.issue(p.id, p.token_version, family, refresh_jti=jti)
         db.add(
             RefreshToken(
                 jti=pair.refresh_jti,
                 user_id=p.id,
                 family=pair.family,
-                issued_at=utcnow(),
+                issued_at=datetime.fromtimestamp(pair.refresh_issued_at, UTC),
                 expires_at=datetime.fromtimestamp(pair.refresh_expires_at, UTC),
             )
         )
+        self.cache.put_family(pair.family, p.id)
         return pair
 
     def refresh(self, token: str) -> tuple[TokenPair, Principal]:
+        """Rotate a refresh token. Each token is used once; a second presentation within
+        REFRESH_GRACE_SECONDS of the first (several tabs whose access cookie expired at
+        the same moment) gets the same successor, a later one is a replay: the whole
+        family (every device of that sign-in) ends, access tokens included."""
         try:
             claims = self.tok.decode(token, security.AUD_REFRESH)
         except TokenError as e:
             raise AccountError(401, e.reason, "refresh token refused") from None
         jti, uid = str(claims["jti"]), int(claims["sub"])
-        outcome = "ok"
         with self.db.session() as db:
             row = db.get(RefreshToken, jti)
             if row is None or row.user_id != uid:
@@ -356,11 +388,18 @@ class Accounts:
                 )
                 .values(used_at=utcnow())
             ).rowcount
+            db.refresh(row)  # what the winner (maybe another request) left
             u = db.get(User, uid)
-            if won != 1:
-                outcome = "reused" if row.used_at is not None else "revoked"
-            elif u is None or u.disabled or u.token_version != claims["ver"]:
+            pair: TokenPair | None = None
+            outcome = "ok"
+            if u is None or u.disabled or u.token_version != claims["ver"]:
                 outcome = "revoked"
+            elif won == 1:
+                pair = self._issue(db, principal_of(u), family, self.tok.successor_jti(jti))
+            else:
+                pair = self._successor_in_grace(db, row, u)
+                if pair is None:
+                    outcome = "revoked" if row.revoked_at is not None else "reused"
             if outcome != "ok":
                 # a spent token came back (someone holds a copy), or the user changed:
                 # end the whole family
@@ -369,54 +408,103 @@ class Accounts:
                     .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
                     .values(revoked_at=utcnow())
                 )
-            else:
-                assert u is not None
-                p = principal_of(u)
-                pair = self._issue(db, p, family)
+            p = principal_of(u) if u is not None else None
+        if outcome != "ok":
+            self.notify(uid)  # the family's access tokens end now, on every worker
         if outcome == "reused":
             log.warning("refresh token reuse for user %s: family revoked", uid)
             raise AccountError(401, "refresh_reused", "refresh token reuse: all sessions ended")
         if outcome == "revoked":
             raise AccountError(401, "token_revoked", "sign in again")
+        assert pair is not None and p is not None
         return pair, p
 
+    def _successor_in_grace(self, db: Session, row: RefreshToken, u: User) -> TokenPair | None:
+        """The pair the winner of a refresh race received, re-minted, if `row` was used
+        less than the grace window ago and its successor is still live."""
+        if row.revoked_at is not None or row.used_at is None:
+            return None
+        if _aware(row.used_at) < utcnow() - timedelta(seconds=self.settings.refresh_grace):
+            return None
+        nxt = db.get(RefreshToken, self.tok.successor_jti(row.jti))
+        if nxt is None or nxt.revoked_at is not None or nxt.family != row.family:
+            return None
+        return self.tok.issue(
+            u.id,
+            u.token_version,
+            row.family,
+            refresh_jti=nxt.jti,
+            refresh_iat=int(_aware(nxt.issued_at).timestamp()),
+            refresh_exp=int(_aware(nxt.expires_at).timestamp()),
+        )
+
     def logout(self, token: str) -> None:
+        """End the sign-in this refresh token belongs to: its refresh tokens and, at once
+        (here, on the host's other workers and on other replicas), its access tokens."""
         try:
             claims = self.tok.decode(token, security.AUD_REFRESH)
         except TokenError:
             return
         with self.db.session() as db:
             row = db.get(RefreshToken, str(claims["jti"]))
-            if row is not None:
-                db.execute(
-                    update(RefreshToken)
-                    .where(RefreshToken.family == row.family, RefreshToken.revoked_at.is_(None))
-                    .values(revoked_at=utcnow())
+            if row is None:
+                return
+            uid = row.user_id
+            db.execute(
+                update(RefreshToken)
+                .where(RefreshToken.family == row.family, RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+        self.notify(uid)
+
+    def family_live(self, user_id: int, family: str) -> bool:
+        """Is this sign-in still live (not signed out, not ended by a replay)?"""
+        if self.cache.family_live(family):
+            return True
+        with self.db.session() as db:
+            live = (
+                db.scalar(
+                    select(RefreshToken.jti)
+                    .where(
+                        RefreshToken.family == family,
+                        RefreshToken.user_id == user_id,
+                        RefreshToken.revoked_at.is_(None),
+                    )
+                    .limit(1)
                 )
+                is not None
+            )
+        if live:
+            self.cache.put_family(family, user_id)
+        return live
 
     # ------------------------------------------------------------------ request credentials
     # fast paths: cache only, no DB, no password hash; None means "ask the slow path"
-    def cached_access(self, token: str) -> Principal | None:
+    def cached_access(self, token: str) -> tuple[Principal, str] | None:
+        """(user, session family) of an access token, from the caches only."""
         if not self.cache.enabled:
             return None
         # a token verified before (signature, aud, iss) is looked up by its exact text
-        # until it expires: no JSON parse, no HMAC. The user's state is checked every time.
+        # until it expires: no JSON parse, no HMAC. The user's state and the session's
+        # are checked every time.
         seen = self._verified.get(token)
         if seen is not None and seen[0] > time.time():
-            uid, ver = seen[1], seen[2]
+            uid, ver, family = seen[1], seen[2], seen[3]
         else:
             try:
                 claims = self.tok.decode(token, security.AUD_ACCESS)
             except TokenError:
                 return None
-            uid, ver = int(claims["sub"]), int(claims["ver"])
+            uid, ver, family = int(claims["sub"]), int(claims["ver"]), str(claims["fam"])
             if len(self._verified) >= 20000:
                 self._verified.clear()
-            self._verified[token] = (float(claims["exp"]), uid, ver)
+            self._verified[token] = (float(claims["exp"]), uid, ver, family)
         p = self.cache.get_user(uid)
         if p is None or p.disabled or p.token_version != ver:
             return None
-        return p
+        if not self.cache.family_live(family):
+            return None
+        return p, family
 
     def cached_password(
         self, username: str, password: str, kind: str = "basic"
@@ -444,7 +532,8 @@ class Accounts:
         p = self.cache.get_user(hit[0])
         return None if p is None or p.disabled else p
 
-    def from_access_token(self, token: str) -> Principal:
+    def from_access_token(self, token: str) -> tuple[Principal, str]:
+        """(user, session family) of an access token; refused once the session ended."""
         try:
             claims = self.tok.decode(token, security.AUD_ACCESS)
         except TokenError as e:
@@ -454,7 +543,10 @@ class Accounts:
             raise AccountError(401, "user_disabled", "the user is disabled or gone")
         if p.token_version != claims["ver"]:
             raise AccountError(401, "token_revoked", "sign in again")
-        return p
+        family = str(claims["fam"])
+        if not self.family_live(p.id, family):
+            raise AccountError(401, "session_ended", "signed out: sign in again")
+        return p, family
 
     def from_password(self, username: str, password: str, kind: str = "basic") -> Principal | None:
         """HTTP Basic (kind basic) or KOReader key (kind kosync): verified once, then cached."""

@@ -3,12 +3,15 @@ KOReader's, reading lists) and the book page's favorite/list/progress forms.
 
 Library pages stay shared and cached (the same HTML for everyone); everything personal
 lives on these pages, which are never cached (Cache-Control: no-store). Forms are plain
-POSTs: session cookies are SameSite=Lax and HttpOnly, and a POST whose Origin is another
-site is refused, so other sites cannot submit them.
+POSTs: session cookies are SameSite=Lax and HttpOnly, a POST whose Origin is another
+site is refused, and one without an Origin (or `Origin: null`) needs the form's `csrf`
+field: a keyed hash of the session (signed in) or of the `lectern_csrf` nonce cookie
+(the sign-in form), so other sites cannot submit them (see gate.py).
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
@@ -19,7 +22,16 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from ..web import render
 from .authcache import Principal
 from .deps import optional_user
-from .gate import REFRESH_COOKIE, clear_cookies, session_cookies
+from .gate import (
+    CSRF_COOKIE,
+    REFRESH_COOKIE,
+    SCOPE_CSRF,
+    SCOPE_SESSION,
+    clear_cookies,
+    csrf_valid,
+    same_origin,
+    session_cookies,
+)
 from .models import Favorite, ReadingList, ReadingListItem, utcnow
 from .personal import (
     add_favorite_for,
@@ -34,11 +46,13 @@ from .personal import (
     require_book,
     save_progress,
 )
+from .security import csrf_token
 from .service import AccountError, Accounts
 
 router = APIRouter(include_in_schema=False)
 NO_STORE = {"cache-control": "no-store"}
 BookIdForm = Annotated[int, Form(ge=0, le=2**31 - 1)]
+CsrfForm = Annotated[str | None, Form(max_length=128)]
 
 
 def _acc(request: Request) -> Accounts:
@@ -63,12 +77,41 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def _same_origin(request: Request) -> None:
+def _refuse() -> HTTPException:
+    return HTTPException(
+        403,
+        detail={
+            "error": "csrf_refused",
+            "message": "this form did not come from this site: reload the page and try again",
+        },
+    )
+
+
+def _check_form(request: Request, csrf: str | None) -> None:
+    """A form POST must come from this site (see the module docstring and gate.py)."""
+    verdict = request.scope.get(SCOPE_CSRF)
+    if verdict == "ok":
+        return
+    secret = _acc(request).secret
+    if verdict == "token":  # a cookie session without a usable Origin: the field decides
+        if csrf and csrf_valid(secret, request.scope[SCOPE_SESSION], csrf):
+            return
+        raise _refuse()
+    # no session (the sign-in form): Origin if the browser sent one, else the nonce
     origin = request.headers.get("origin")
-    if origin and origin != "null":
-        host = request.headers.get("host", "")
-        if urlsplit(origin).netloc != host:
-            raise HTTPException(403, detail={"error": "cross_site", "message": "cross-site form"})
+    if origin is not None and origin != "null":
+        if same_origin(request.scope, origin):
+            return
+        raise _refuse()
+    nonce = request.cookies.get(CSRF_COOKIE)
+    if not (nonce and csrf and csrf_valid(secret, "login:" + nonce, csrf)):
+        raise _refuse()
+
+
+def _session_csrf(request: Request) -> str:
+    """The token the signed-in user's forms carry."""
+    family = request.scope.get(SCOPE_SESSION)
+    return csrf_token(_acc(request).secret, family) if family else ""
 
 
 def _user_or_login(request: Request) -> Principal | Response:
@@ -83,9 +126,33 @@ def _page(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
     return HTMLResponse(render(name, **ctx), status_code=status, headers=NO_STORE)
 
 
+def _login_page(
+    request: Request, status: int = 200, error: str | None = None, **ctx: Any
+) -> HTMLResponse:
+    acc = _acc(request)
+    nonce = request.cookies.get(CSRF_COOKIE) or ""
+    fresh = len(nonce) < 16 or len(nonce) > 64
+    if fresh:
+        nonce = secrets.token_urlsafe(24)
+    r = _page(
+        "login.html",
+        status=status,
+        title=_title(request),
+        error=error,
+        csrf=csrf_token(acc.secret, "login:" + nonce),
+        **ctx,
+    )
+    if fresh:
+        secure = "; Secure" if acc.settings.cookie_secure else ""
+        r.headers.append(
+            "set-cookie", f"{CSRF_COOKIE}={nonce}; Path=/; HttpOnly; SameSite=Lax{secure}"
+        )
+    return r
+
+
 @router.get("/login")
 def login_form(request: Request, next: str | None = None) -> Response:
-    return _page("login.html", title=_title(request), next=_safe_next(next), error=None)
+    return _login_page(request, next=_safe_next(next))
 
 
 @router.post("/login")
@@ -94,20 +161,16 @@ def login_submit(
     username: Annotated[str, Form(max_length=255)],
     password: Annotated[str, Form(max_length=1024)],
     next: Annotated[str | None, Form(max_length=2000)] = None,
+    csrf: CsrfForm = None,
 ) -> Response:
-    _same_origin(request)
+    _check_form(request, csrf)
     acc = _acc(request)
     ip = request.client.host if request.client else "unknown"
     try:
         pair, _p = acc.login(username, password, ip)
     except AccountError as e:
-        r = _page(
-            "login.html",
-            status=e.status,
-            title=_title(request),
-            next=_safe_next(next),
-            error=e.message,
-            username=username,
+        r = _login_page(
+            request, status=e.status, error=e.message, next=_safe_next(next), username=username
         )
         for k, v in e.headers.items():
             r.headers[k] = v
@@ -121,8 +184,8 @@ def login_submit(
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
-    _same_origin(request)
+def logout(request: Request, csrf: CsrfForm = None) -> Response:
+    _check_form(request, csrf)
     acc = _acc(request)
     token = request.cookies.get(REFRESH_COOKIE)
     if token:
@@ -151,6 +214,7 @@ def shelf(request: Request) -> Response:
         favorites=favorites,
         progress=progress,
         lists=lists,
+        csrf=_session_csrf(request),
     )
 
 
@@ -165,14 +229,16 @@ def list_page(request: Request, list_id: Annotated[int, Path(ge=1, le=2**31 - 1)
         if rl is None or rl.user_id != p.id:
             raise HTTPException(404, detail={"error": "not_found", "message": "no such list"})
         detail = list_detail(db, rl, current_library(request))
-    return _page("readinglist.html", title=_title(request), user=p, rl=detail)
+    return _page(
+        "readinglist.html", title=_title(request), user=p, rl=detail, csrf=_session_csrf(request)
+    )
 
 
-def _need_user(request: Request) -> Principal:
-    _same_origin(request)
+def _need_user(request: Request, csrf: str | None) -> Principal:
     p = optional_user(request)
     if p is None:
         raise HTTPException(401, detail={"error": "auth_required", "message": "sign in first"})
+    _check_form(request, csrf)
     return p
 
 
@@ -186,8 +252,9 @@ def favorite(
     book_id: BookIdForm,
     action: Annotated[str, Form(pattern="^(add|remove)$")] = "add",
     next: Annotated[str | None, Form(max_length=2000)] = None,
+    csrf: CsrfForm = None,
 ) -> Response:
-    p = _need_user(request)
+    p = _need_user(request, csrf)
     acc = _acc(request)
     if action == "add":
         require_book(request, book_id)
@@ -206,8 +273,9 @@ def progress(
     book_id: BookIdForm,
     percentage: Annotated[float, Form(ge=0, le=100)],
     next: Annotated[str | None, Form(max_length=2000)] = None,
+    csrf: CsrfForm = None,
 ) -> Response:
-    p = _need_user(request)
+    p = _need_user(request, csrf)
     require_book(request, book_id)
     save_progress(_acc(request), p.id, book_id, percentage, None, "web")
     return _back(next)
@@ -215,9 +283,11 @@ def progress(
 
 @router.post("/me/lists")
 def new_list(
-    request: Request, name: Annotated[str, Form(min_length=1, max_length=200)]
+    request: Request,
+    name: Annotated[str, Form(min_length=1, max_length=200)],
+    csrf: CsrfForm = None,
 ) -> Response:
-    p = _need_user(request)
+    p = _need_user(request, csrf)
     created = create_list_for(_acc(request), p.id, name)
     return _back(f"/me/lists/{created['id']}")
 
@@ -228,9 +298,10 @@ def add_to_named_list(
     book_id: BookIdForm,
     name: Annotated[str, Form(min_length=1, max_length=200)],
     next: Annotated[str | None, Form(max_length=2000)] = None,
+    csrf: CsrfForm = None,
 ) -> Response:
     """The book page's form: add to the list of that name, creating it if needed."""
-    p = _need_user(request)
+    p = _need_user(request, csrf)
     acc = _acc(request)
     require_book(request, book_id)
     with acc.db.session() as db:
@@ -251,8 +322,9 @@ def edit_list(
     action: Annotated[str, Form(pattern="^(rename|delete|remove|up|down)$")],
     name: Annotated[str | None, Form(max_length=200)] = None,
     book_id: Annotated[int | None, Form(ge=0, le=2**31 - 1)] = None,
+    csrf: CsrfForm = None,
 ) -> Response:
-    p = _need_user(request)
+    p = _need_user(request, csrf)
     acc = _acc(request)
     with acc.db.session() as db:
         rl = db.get(ReadingList, list_id)
