@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .config import Settings
+from .proxyaddr import trusted_proxies
 
 
 def _data_dir() -> Path:
@@ -16,7 +17,7 @@ def _data_dir() -> Path:
         return Path(configured)
     for candidate in (Path("/data"), Path.home() / ".cache" / "lectern"):
         try:
-            candidate.mkdir(parents=True, exist_ok=True)
+            candidate.mkdir(mode=0o700, parents=True, exist_ok=True)
             if os.access(candidate, os.W_OK):
                 return candidate
         except OSError:
@@ -25,6 +26,9 @@ def _data_dir() -> Path:
 
 
 def main() -> None:
+    # DATA_DIR holds password hashes, the signing key and users' reading data: nothing
+    # this process creates is for other users, from the first byte (SQLite's WAL too)
+    os.umask(0o077)
     if len(sys.argv) > 1 and sys.argv[1] == "admin":  # user management, see accounts/cli.py
         from .accounts.cli import main as admin_main
 
@@ -64,6 +68,11 @@ def main() -> None:
     settings = Settings.from_env()
     import uvicorn
 
+    try:
+        trusted = trusted_proxies(settings.forwarded_allow_ips)
+    except ValueError as e:
+        log.error("%s", e)
+        sys.exit(2)
     uvicorn.run(
         "lectern_app.main:create_app",
         factory=True,
@@ -74,7 +83,9 @@ def main() -> None:
         access_log=False,
         loop="uvloop" if _has("uvloop") else "asyncio",
         http="httptools" if _has("httptools") else "h11",
-        proxy_headers=True,
+        # X-Forwarded-For/-Proto only from the proxy: anyone else could pick their address
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or "127.0.0.1",
         server_header=False,
     )
 

@@ -48,6 +48,10 @@ class Settings:
     thumbnail_width: int  # THUMBNAIL_WIDTH
     title: str  # SITE_TITLE
     log_level: str  # LOG_LEVEL
+    # FORWARDED_ALLOW_IPS: peers whose X-Forwarded-For/-Proto name the real client (login
+    # limits, logs): comma-separated IPs/CIDRs, `gateway` (this container's default
+    # gateway: where the host's proxy connects from), or empty to believe no one
+    forwarded_allow_ips: str = "127.0.0.1"
     # ---- storage and shared cache (issue 4); all off when the variables are unset
     redis_url: str | None = None  # REDIS_URL: shared response cache + cross-replica bus
     use_s3_covers: bool = False  # USE_S3_COVERS
@@ -81,6 +85,7 @@ class Settings:
             thumbnail_width=min(1000, max(50, _int("THUMBNAIL_WIDTH", 240))),
             title=os.environ.get("SITE_TITLE", "Lectern"),
             log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+            forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1").strip(),
             redis_url=_str("REDIS_URL"),
             use_s3_covers=_bool("USE_S3_COVERS", False),
             s3_bucket=_str("S3_BUCKET_NAME") or "",

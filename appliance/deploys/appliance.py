@@ -114,13 +114,13 @@ def _present(v: dict[str, Any]) -> None:
     current = host.get_fact(
         Command, command=f"stat -c '%F %u:%g %a' {shlex.quote(data_dir)} 2>/dev/null || true"
     )
-    if current != f"directory {owner} 750":
+    if current != f"directory {owner} 700":
         files.directory(  # checked above by uid/gid; ensure_dir compares names
             name="Create the data directory (owned by the app's uid/gid)",
             path=data_dir,
             user=str(v["lectern_appliance_uid"]),
             group=str(v["lectern_appliance_gid"]),
-            mode="750",
+            mode="700",
         )
     library = v["lectern_appliance_library_path"]
     quoted = shlex.quote(library)

@@ -101,7 +101,7 @@ class TestPresent:
         assert d.is_directory
         assert d.uid == app["lectern_appliance_uid"]
         assert d.gid == app["lectern_appliance_gid"]
-        assert d.mode == 0o750
+        assert d.mode == 0o700  # password hashes, the signing key
 
     def test_container_runs_pinned_image_as_service_uid(
         self, host: Any, app: dict[str, Any]
