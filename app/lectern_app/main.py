@@ -20,6 +20,7 @@ from .accounts.service import Accounts
 from .api import books, categories, files, health
 from .config import Settings
 from .fastpath import FastPath
+from .privacy import private_dir
 from .services import Services
 
 log = logging.getLogger("lectern")
@@ -37,7 +38,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(settings.data_dir)
         except OSError as e:
             log.error("DATA_DIR %s is not writable: %s", settings.data_dir, e)
         try:
