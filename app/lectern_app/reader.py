@@ -242,6 +242,8 @@ def fetch_all(conn: sqlite3.Connection, previous: RawLibrary | None = None) -> d
             fmt = {"where": "", "where_id": "", "where_l": ""}
             for key, sql in _BOOK_TABLES.items():
                 out[key] = conn.execute(sql.format(**fmt)).fetchall()
+            if previous is not None:
+                _reread_names(conn, out, state)
         else:
             out["changed"] = [(c,) for c in changed]
             for key in _BOOK_TABLES:
@@ -256,6 +258,8 @@ def fetch_all(conn: sqlite3.Connection, previous: RawLibrary | None = None) -> d
                 }
                 for key, sql in _BOOK_TABLES.items():
                     out[key] += conn.execute(sql.format(**fmt), chunk).fetchall()
+            if previous is not None:
+                _verify_linked_names(conn, out, state, previous)
         for cid, _label, _n, datatype, _mult, normalized, _d in out["cc"]:
             if datatype == "composite":
                 continue
@@ -280,6 +284,64 @@ def fetch_all(conn: sqlite3.Connection, previous: RawLibrary | None = None) -> d
     finally:
         conn.execute("COMMIT")
     return out
+
+
+_LINKS = {
+    "authors": "a_link",
+    "series": "s_link",
+    "tags": "t_link",
+    "publishers": "p_link",
+    "languages": "l_link",
+}
+
+
+def _verify_linked_names(
+    conn: sqlite3.Connection, out: dict[str, list[Any]], state: dict[str, str], previous: RawLibrary
+) -> None:
+    """Re-read the category rows the changed books link to; a table whose fingerprint
+    matched but whose rows differ is read whole.
+
+    The fingerprint misses renames that keep lengths and sampled letters ("Émile Zola" ->
+    "Émile zola"). calibre bumps last_modified of every book of a renamed (or merged, or
+    re-sorted) item, so those books are among the changed ones and their links name the
+    rows to check: a few rows instead of whole tables.
+    """
+    for key, link in _LINKS.items():
+        if state[key] == "changed":
+            continue
+        ids = sorted({r[1] for r in out[link]})
+        known = getattr(previous, key)
+        sql = _NAME_TABLES[key]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(f"{sql} WHERE id IN ({marks})", chunk).fetchall()
+            if any(_renamed(known.get(r[0]), r, key in _SORTED) for r in rows):
+                out[key] = conn.execute(sql).fetchall()
+                state[key] = "changed"
+                break
+
+
+def _renamed(old: Category | None, row: Any, has_sort: bool) -> bool:
+    if old is None:  # a row added since the previous snapshot
+        return False
+    name: str = row[1]
+    sort: str = (row[2] or name) if has_sort else name
+    return old.name != name or old.sort != sort
+
+
+def _reread_names(
+    conn: sqlite3.Connection, out: dict[str, list[Any]], state: dict[str, str]
+) -> None:
+    """Every book is read again: read the category tables too, fingerprint or not (a
+    rename the fingerprint missed may touch more books than an incremental load reads)."""
+    for key, sql in _NAME_TABLES.items():
+        if state[key] == "changed":
+            continue
+        rows = conn.execute(sql).fetchall()
+        if rows != out[key]:
+            state[key] = "changed"
+        out[key] = rows
 
 
 def _categories(rows: list[Any], has_sort: bool = True) -> dict[int, Category]:
