@@ -22,6 +22,7 @@ from .library import Library
 from .model import Book
 from .serialize import cover_urls
 from .services import services
+from .xmltext import clean
 
 router = APIRouter(prefix="/opds", tags=["opds"])
 
@@ -89,7 +90,8 @@ def _feed(
         f"<updated>{_now(lib)}</updated>"
         "<author><name>Lectern</name></author>"
     )
-    return (head + "".join(links) + extra + "".join(entries) + "</feed>").encode()
+    # metadata and echoed search terms may hold characters XML forbids
+    return clean(head + "".join(links) + extra + "".join(entries) + "</feed>").encode()
 
 
 def _nav_entry(lib: Library, entry_id: str, title: str, href: str, typ: str, text: str) -> str:
@@ -242,7 +244,7 @@ async def opensearch(request: Request) -> Response:
         '<Url type="application/atom+xml" template="/opds/search?q={searchTerms}"/>'
         "</OpenSearchDescription>"
     )
-    return Response(body, media_type=OPENSEARCH)
+    return Response(clean(body), media_type=OPENSEARCH)
 
 
 @router.get("/{kind}")

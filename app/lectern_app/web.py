@@ -21,6 +21,7 @@ from .api.params import book_query
 from .library import FILTER_KINDS, Library
 from .serialize import cover_urls
 from .services import services
+from .xmltext import clean
 
 HERE = FsPath(__file__).parent
 HTML = "text/html; charset=utf-8"
@@ -62,7 +63,9 @@ env.globals["kinds"] = KINDS
 
 
 def render(name: str, **ctx: Any) -> bytes:
-    return env.get_template(name).render(**ctx).encode()
+    """Every HTML page: metadata and echoed input may hold characters HTML calls parse
+    errors (and lone surrogates, which UTF-8 cannot even encode)."""
+    return clean(env.get_template(name).render(**ctx)).encode()
 
 
 def _card(lib: Library, book_id: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from starlette.responses import FileResponse, Response
 from ..cache import CachedResponse
 from ..covers import cover_path, safe_join
 from ..services import response_key, services
+from ..xmltext import clean_filename
 
 router = APIRouter(prefix="/api/files", tags=["files"])
 
@@ -81,7 +82,7 @@ async def download(request: Request, book_id: Annotated[int, Path(ge=0)], fmt: s
     response = FileResponse(
         path,
         media_type=mime_for(f.fmt),
-        filename=f.filename,
+        filename=clean_filename(f.filename),  # calibre names may hold control characters
         headers={"cache-control": "private, max-age=0, must-revalidate"},
         stat_result=st,
     )

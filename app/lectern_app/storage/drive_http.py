@@ -11,6 +11,7 @@ import anyio.to_thread
 from fastapi import HTTPException, Request
 from starlette.responses import Response, StreamingResponse
 
+from ..xmltext import clean_filename
 from .gdrive import DriveError, DriveFile
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def _disposition(filename: str) -> str:
+    filename = clean_filename(filename)  # calibre names may hold control characters
     quoted = quote(filename)
     if quoted != filename:
         return f"attachment; filename*=utf-8''{quoted}"
