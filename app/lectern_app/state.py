@@ -9,6 +9,10 @@ before the request is answered. `PRAGMA data_version` on a long-lived connection
 tried as a confirmation step and dropped: after calibre checkpoints and deletes the WAL,
 an idle reader's data_version did not move although the data had changed. The file watcher
 (watcher.py) reloads ahead of requests, so most requests never wait.
+
+The watcher's periodic check (poll) must not open the file while nothing changes: it
+trusts a plain os.stat once the files were last written well before the full stamp was
+confirmed, the way git trusts an index entry that is not "racily clean".
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ CHECK_INTERVAL = 0.001  # at most one stamp check per millisecond
 # switch to a replica is picked up by that thread.
 SLOW_CHECK = 0.25
 OFFLOAD_SECONDS = 30.0
+# A write that leaves size and inode alone still moves the mtime, unless it lands within
+# the file system's mtime granularity (FAT: 2 s) of the previous write. Files last written
+# more than this before a full check can be polled by stat alone; the margin also absorbs
+# a file server's clock running a little behind ours.
+RACY_SECONDS = 3.0
 
 
 def _stat(path: str) -> tuple[int, int, int] | None:
@@ -60,6 +69,11 @@ def _head(path: str, start: int, length: int) -> bytes:
         return b""
     finally:
         os.close(fd)
+
+
+def stat_stamp(db: str) -> Stamp:
+    """The part of the stamp that os.stat alone gives: no file is opened."""
+    return (_stat(db), _stat(db + "-wal"))
 
 
 def compute_stamp(db: str) -> Stamp:
@@ -101,6 +115,9 @@ class LibraryState:
         self.version = 0
         self.reloads = 0
         self.last_change_detected = 0.0
+        self.changed_at = 0.0  # time.monotonic() of the last installed snapshot
+        self.rereads = 0  # full re-reads done after incremental reloads
+        self._quiet: Stamp | None = None  # stat_stamp proven to stand for self.stamp
         self.status = Status(False, "unconfigured", "CALIBRE_LIBRARY_PATH is not set", time.time())
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -153,6 +170,35 @@ class LibraryState:
             if unchanged and not (full and self._incremental_run > 0):
                 return
             self._reload(stamp, full=full)
+
+    def poll(self) -> None:
+        """The watcher's periodic check, for file systems that deliver no file events (SMB,
+        FUSE): os.stat only while that proves nothing changed, else refresh()."""
+        if not self.db:
+            return
+        st = stat_stamp(self.db)
+        if st == self._quiet and self.status.ok and self.current is not None:
+            return
+        since = time.time_ns()  # before refresh() reads the stamp
+        self.refresh()
+        self._quiet = st if self._stat_suffices(st, since) else None
+
+    def _stat_suffices(self, st: Stamp, since: int) -> bool:
+        """Whether `st`, unchanged, proves the library unchanged: the stamp read after
+        `since` has the same stat, and every later write must move an mtime, as both
+        files were last written RACY_SECONDS before `since`."""
+        stamp = self.stamp
+        if not self.status.ok or self.current is None or stamp is None:
+            return False
+        if (stamp[0], stamp[2]) != st:
+            return False  # written meanwhile
+        limit = since - int(RACY_SECONDS * 1e9)
+        return all(f is None or (isinstance(f, tuple) and f[2] <= limit) for f in st)
+
+    @property
+    def reread_pending(self) -> bool:
+        """Incremental reloads happened since the last full read."""
+        return self._incremental_run > 0
 
     def _stalled(self) -> None:
         self.stalls += 1
@@ -256,6 +302,7 @@ class LibraryState:
         self.stamp = stamp
         self.reloads += 1
         self.last_change_detected = time.time()
+        self.changed_at = time.monotonic()
         self.status = Status(True, "ok", "library loaded", time.time())
         seconds = time.perf_counter() - t0
         log.info(
@@ -297,6 +344,7 @@ class LibraryState:
             and raw.books == current.raw.books
         )
         lib = None if same else Library(raw, 0, str(self.path))
+        self.rereads += 1
         with self._lock:
             if self.stamp != stamp or compute_stamp(self.db) != stamp:
                 return  # a change arrived meanwhile; the next quiet period tries again

@@ -5,6 +5,12 @@ the reload happen before the next request arrives, so requests rarely wait for o
 Events are coalesced: a burst of writes (one `calibredb add`) causes few reloads.
 Reloads after events are incremental; after QUIET_FULL_REREAD seconds of quiet one full
 re-read follows, off the request path.
+
+Only events that mean a write count. The app's own reads open and close metadata.db;
+reacting to those (inotify IN_OPEN, IN_CLOSE_NOWRITE, IN_ACCESS) made every reload cause
+the next one, so the app never rested and the quiet re-read never came. The kernel is not
+even asked for them. Where no events arrive at all (SMB, FUSE), the poll every
+POLL_SECONDS is the fallback; it costs an os.stat while nothing changes (state.poll).
 """
 
 from __future__ import annotations
@@ -14,14 +20,43 @@ import threading
 import time
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    EVENT_TYPE_CLOSED,
+    EVENT_TYPE_CREATED,
+    EVENT_TYPE_DELETED,
+    EVENT_TYPE_MODIFIED,
+    EVENT_TYPE_MOVED,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from .state import LibraryState
 
 log = logging.getLogger("lectern.watcher")
 QUIET_FULL_REREAD = 10.0
+POLL_SECONDS = 2.0
 WATCHED = {"metadata.db", "metadata.db-journal", "metadata.db-wal"}
+# written, closed after writing, created, renamed over or away, deleted
+WRITES = {
+    EVENT_TYPE_MODIFIED,
+    EVENT_TYPE_CLOSED,
+    EVENT_TYPE_CREATED,
+    EVENT_TYPE_MOVED,
+    EVENT_TYPE_DELETED,
+}
+WRITE_EVENTS: list[type[FileSystemEvent]] = [
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+]
 
 
 class _Handler(FileSystemEventHandler):
@@ -29,6 +64,8 @@ class _Handler(FileSystemEventHandler):
         self.kick = kick
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in WRITES:  # observers that ignore event_filter
+            return
         for p in (event.src_path, getattr(event, "dest_path", "")):
             name = Path(str(p)).name if p else ""
             if name in WATCHED:
@@ -50,7 +87,12 @@ class LibraryWatcher:
         assert self.state.path is not None
         obs = Observer()
         try:
-            obs.schedule(_Handler(self._kick), str(self.state.path), recursive=False)
+            obs.schedule(
+                _Handler(self._kick),
+                str(self.state.path),
+                recursive=False,
+                event_filter=WRITE_EVENTS,
+            )
             obs.start()
             self._observer = obs
         except OSError as e:  # library dir missing: the per-request check still works
@@ -68,7 +110,7 @@ class LibraryWatcher:
     def _loop(self) -> None:
         last_event = 0.0
         while not self._stop.is_set():
-            kicked = self._kick.wait(timeout=2.0)
+            kicked = self._kick.wait(timeout=POLL_SECONDS)
             if self._stop.is_set():
                 return
             try:
@@ -78,9 +120,12 @@ class LibraryWatcher:
                     self._kick.clear()
                     last_event = time.monotonic()
                     self.state.refresh()  # incremental, from last_modified
-                else:
-                    self.state.refresh()  # polling fallback; retries a failed library
-                    if time.monotonic() - last_event > QUIET_FULL_REREAD:
-                        self.state.full_reread()
+                    continue
+                self.state.poll()  # fallback without events; retries a failed library
+                # quiet since the last write event and since the last reload (requests and
+                # polls reload too where no events arrive); once per burst of changes
+                quiet = time.monotonic() - max(last_event, self.state.changed_at)
+                if self.state.reread_pending and quiet > QUIET_FULL_REREAD:
+                    self.state.full_reread()
             except Exception:  # pragma: no cover - keep the thread alive
                 log.exception("reload failed")
