@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+from lectern_app import reader
 from lectern_app.demo import make_cover_jpeg, run_calibredb
 
 from .calibre_api import rename_items
@@ -50,8 +52,17 @@ def _add(library: Path, tmp_path: Path, title: str, **kw: Any) -> int:
     return _added_id(run_calibredb(library, "add", str(new_epub(tmp_path, title, **kw))))
 
 
-def test_author_renamed_in_letter_case_only(library: Path, client_for: Any, tmp_path: Path) -> None:
-    """Same length, same first, middle and last letters: only the case of one letter moves."""
+@pytest.mark.parametrize("incremental_max", [reader.INCREMENTAL_MAX, 0], ids=["changed", "all"])
+def test_author_renamed_in_letter_case_only(
+    library: Path,
+    client_for: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    incremental_max: int,
+) -> None:
+    """Same length, same first, middle and last letters: only the case of one letter moves.
+    `all`: the reload reads every book again (as it does past INCREMENTAL_MAX changes)."""
+    monkeypatch.setattr(reader, "INCREMENTAL_MAX", incremental_max)
     c = client_for(library, watch=True)
     book = _add(library, tmp_path, "Thérèse Raquin", authors=["Émile Zola"])
     assert _book(c, book)["authors"] == ["Émile Zola"]
