@@ -7,9 +7,9 @@ Reloads after events are incremental; after QUIET_FULL_REREAD seconds of quiet o
 re-read follows, off the request path.
 
 Only events that mean a write count. The app's own reads open and close metadata.db;
-reacting to those (inotify IN_OPEN, IN_CLOSE_NOWRITE, IN_ACCESS) made every reload cause
-the next one, so the app never rested and the quiet re-read never came. The kernel is not
-even asked for them. Where no events arrive at all (SMB, FUSE), the poll every
+reacting to those (inotify IN_OPEN, IN_CLOSE_NOWRITE, IN_ACCESS) would make every reload
+cause the next one: the app would never rest and the quiet re-read never come. The kernel
+is not even asked for them. Where no events arrive at all (SMB, FUSE), the poll every
 POLL_SECONDS is the fallback; it costs an os.stat while nothing changes (state.poll).
 """
 
