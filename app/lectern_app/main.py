@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from . import __version__
@@ -20,6 +21,7 @@ from .accounts.service import Accounts
 from .api import books, categories, files, health
 from .config import Settings
 from .fastpath import FastPath
+from .openapi import install as install_openapi
 from .privacy import private_dir
 from .services import Services
 
@@ -70,11 +72,13 @@ def create_app(
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
+    install_openapi(app)  # the error shapes the handlers below really send
     app.state.services = svc
     app.state.accounts = accounts
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
+    # Starlette's own (unknown path, wrong method, unparseable body) too: one error shape
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         detail: dict[str, Any] = (
             exc.detail
             if isinstance(exc.detail, dict)

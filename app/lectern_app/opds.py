@@ -20,11 +20,13 @@ from .api.categories import filtered_categories
 from .api.files import mime_for
 from .library import Library
 from .model import Book
+from .openapi import answers
 from .serialize import cover_urls
 from .services import services
 from .xmltext import clean
 
-router = APIRouter(prefix="/opds", tags=["opds"])
+# feeds are Atom, never JSON: no application/json 200 in the schema
+router = APIRouter(prefix="/opds", tags=["opds"], default_response_class=Response)
 
 ACQ = "application/atom+xml;profile=opds-catalog;kind=acquisition"
 NAV = "application/atom+xml;profile=opds-catalog;kind=navigation"
@@ -35,6 +37,7 @@ PerPage = Annotated[int, Query(ge=1, le=200)]
 
 _KINDS = {"authors": "author", "series": "series", "tags": "tag", "publishers": "publisher"}
 _TITLES = {"authors": "Authors", "series": "Series", "tags": "Tags", "publishers": "Publishers"}
+_ACQ_PAGED = answers(404, ok=[ACQ], cached=True)  # 404: a page past the last
 
 
 def _now(lib: Library) -> str:
@@ -179,7 +182,7 @@ def _base(path: str, per_page: int) -> str:
     return path if per_page == PER_PAGE else f"{path}?per_page={per_page}"
 
 
-@router.get("/")
+@router.get("/", openapi_extra=answers(ok=[NAV], cached=True))
 async def root(request: Request) -> Response:
     svc = services(request)
     lib = svc.library(request)
@@ -208,7 +211,7 @@ async def root(request: Request) -> Response:
     return svc.cached(request, lib, NAV, build)
 
 
-@router.get("/recent")
+@router.get("/recent", openapi_extra=_ACQ_PAGED)
 async def recent(request: Request, page: Pg = 1, per_page: PerPage = PER_PAGE) -> Response:
     bq = query.BookQuery(page=page, per_page=per_page, sort="added", order="desc")
     return _acquisition(
@@ -216,13 +219,13 @@ async def recent(request: Request, page: Pg = 1, per_page: PerPage = PER_PAGE) -
     )
 
 
-@router.get("/titles")
+@router.get("/titles", openapi_extra=_ACQ_PAGED)
 async def titles(request: Request, page: Pg = 1, per_page: PerPage = PER_PAGE) -> Response:
     bq = query.BookQuery(page=page, per_page=per_page, sort="title", order="asc")
     return _acquisition(request, "lectern:titles", "By title", _base("/opds/titles", per_page), bq)
 
 
-@router.get("/search")
+@router.get("/search", openapi_extra=_ACQ_PAGED)
 async def search(
     request: Request, q: Annotated[str, Query(max_length=500)] = "", page: Pg = 1
 ) -> Response:
@@ -231,7 +234,7 @@ async def search(
     return _acquisition(request, f"lectern:search:{q}", f"Search: {q}", base, bq)
 
 
-@router.get("/opensearch.xml")
+@router.get("/opensearch.xml", openapi_extra=answers(ok=[OPENSEARCH]))
 async def opensearch(request: Request) -> Response:
     svc = services(request)
     body = (
@@ -247,7 +250,7 @@ async def opensearch(request: Request) -> Response:
     return Response(clean(body), media_type=OPENSEARCH)
 
 
-@router.get("/{kind}")
+@router.get("/{kind}", openapi_extra=answers(404, ok=[NAV], cached=True))
 async def category_nav(
     request: Request,
     kind: Literal["authors", "series", "tags", "publishers"],
@@ -288,7 +291,7 @@ async def category_nav(
     return svc.cached(request, lib, NAV, build)
 
 
-@router.get("/{kind}/{cat_id}")
+@router.get("/{kind}/{cat_id}", openapi_extra=_ACQ_PAGED)
 async def category_books(
     request: Request,
     kind: Literal["authors", "series", "tags", "publishers"],

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from starlette.responses import Response
 
 from .. import query
+from ..openapi import answers
 from ..serialize import book_detail, book_summary, dumps
 from ..services import services
 from .params import book_query
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/api", tags=["books"])
 JSON = "application/json"
 
 
-@router.get("/books")
+@router.get("/books", openapi_extra=answers(cached=True))
 async def list_books(
     request: Request, bq: Annotated[query.BookQuery, Depends(book_query)]
 ) -> Response:
@@ -40,7 +41,7 @@ async def list_books(
     return svc.cached(request, lib, JSON, build)
 
 
-@router.get("/books/{book_id}")
+@router.get("/books/{book_id}", openapi_extra=answers(404, cached=True))
 async def get_book(request: Request, book_id: Annotated[int, Path(ge=0)]) -> Response:
     svc = services(request)
     lib = svc.library(request)

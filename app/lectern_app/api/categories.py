@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from ..library import Library
 from ..model import Category
+from ..openapi import answers
 from ..serialize import category, dumps
 from ..services import services
 from ..textfold import fold
@@ -55,7 +56,13 @@ def _endpoint(kind: str) -> None:
         return svc.cached(request, lib, "application/json", build)
 
     handler.__name__ = f"list_{kind}"
-    router.add_api_route(f"/{kind}", handler, methods=["GET"], name=f"list_{kind}")
+    router.add_api_route(
+        f"/{kind}",
+        handler,
+        methods=["GET"],
+        name=f"list_{kind}",
+        openapi_extra=answers(cached=True),
+    )
 
 
 for _kind in ("authors", "series", "tags", "publishers", "languages"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from email.utils import formatdate
 from typing import Annotated, Literal
 
@@ -11,10 +10,12 @@ from starlette.responses import FileResponse, Response
 
 from ..cache import CachedResponse
 from ..covers import cover_path, safe_join
+from ..openapi import answers
 from ..services import response_key, services
 from ..xmltext import clean_filename
 
-router = APIRouter(prefix="/api/files", tags=["files"])
+# the routes answer files and images, never JSON: no application/json 200 in the schema
+router = APIRouter(prefix="/api/files", tags=["files"], default_response_class=Response)
 
 MIME = {
     "EPUB": "application/epub+zip",
@@ -45,21 +46,38 @@ MIME = {
     "M4B": "audio/mp4",
 }
 MEMORY_SERVE_MAX = 2 * 1024 * 1024
-_FORMAT = re.compile(r"^[A-Za-z0-9_]{1,16}$")
+# in the path parameter's schema: a client learns the rule, and a bad one is a 422
+Fmt = Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{1,16}$")]
 
 
 def mime_for(fmt: str) -> str:
     return MIME.get(fmt.upper(), "application/octet-stream")
 
 
+_FILE_TYPES = sorted({m.split(";")[0] for m in MIME.values()} | {"application/octet-stream"})
+_FILE = {m: {"schema": {"type": "string", "format": "binary"}} for m in _FILE_TYPES}
+_PLAIN = {"text/plain": {"schema": {"type": "string"}}}
+_DOWNLOAD = answers(
+    404,
+    ok=_FILE_TYPES,
+    extra={
+        # several ranges come back as multipart/byteranges
+        206: {"content": {**_FILE, "multipart/byteranges": {"schema": {"type": "string"}}}},
+        304: {},  # a repeat with If-None-Match, answered from memory or Google Drive
+        400: {"content": _PLAIN},  # an unparseable Range header (Starlette's answer)
+        416: {"content": _PLAIN},
+    },
+)
+_COVER = answers(404, ok=["image/jpeg"], extra={302: {}, 304: {}})
+
+
 def _not_found(msg: str) -> HTTPException:
     return HTTPException(404, detail={"error": "not_found", "message": msg})
 
 
-@router.api_route("/download/{book_id}/{fmt}", methods=["GET", "HEAD"])
-async def download(request: Request, book_id: Annotated[int, Path(ge=0)], fmt: str) -> Response:
-    if not _FORMAT.match(fmt):
-        raise HTTPException(400, detail={"error": "bad_format", "message": "invalid format"})
+@router.get("/download/{book_id}/{fmt}", openapi_extra=_DOWNLOAD)
+@router.head("/download/{book_id}/{fmt}", openapi_extra=_DOWNLOAD)
+async def download(request: Request, book_id: Annotated[int, Path(ge=0)], fmt: Fmt) -> Response:
     svc = services(request)
     lib = svc.library(request)
     b = lib.books.get(book_id)
@@ -100,7 +118,8 @@ async def download(request: Request, book_id: Annotated[int, Path(ge=0)], fmt: s
     return response
 
 
-@router.api_route("/cover/{book_id}", methods=["GET", "HEAD"])
+@router.get("/cover/{book_id}", openapi_extra=_COVER)
+@router.head("/cover/{book_id}", openapi_extra=_COVER)
 async def cover(
     request: Request,
     book_id: Annotated[int, Path(ge=0)],

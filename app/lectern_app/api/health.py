@@ -10,6 +10,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from ..openapi import answers
 from ..serialize import dumps
 from ..services import Services, services
 
@@ -20,7 +21,16 @@ def _iso(ts: float) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
 
 
-@router.get("/api/health")
+_HEALTH = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"enum": ["healthy", "degraded", "unhealthy"]}},
+}
+_AS_HEALTH = {"content": {"application/json": {"schema": _HEALTH}}}
+
+
+# unhealthy (no library to serve) is the same document with 503
+@router.get("/api/health", openapi_extra=answers(extra={200: _AS_HEALTH, 503: _AS_HEALTH}))
 async def health(request: Request) -> Response:
     svc = services(request)
     lib = svc.state.get()
