@@ -62,15 +62,24 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+_API_GROUPS = frozenset(
+    {"health", "books", "authors", "series", "tags", "publishers", "languages", "files"}
+    | {"auth", "admin", "user", "docs", "openapi.json"}
+)
+
+
 def route_group(path: str) -> str:
-    """A small fixed set of label values (never raw paths: unbounded cardinality)."""
+    """A small fixed set of label values (never raw paths: unbounded cardinality, and
+    any client could mint new series by asking for paths that do not exist)."""
     if path.startswith("/api/"):
         parts = path.split("/")
+        if parts[2] not in _API_GROUPS:
+            return "/api/other"
         if len(parts) > 3 and parts[2] == "files":
-            return "/api/files/" + parts[3]
+            return "/api/files/" + (parts[3] if parts[3] in ("download", "cover") else "other")
         if len(parts) > 3 and parts[2] == "books":
             return "/api/books/{id}"
-        return "/" + "/".join(parts[1:3])
+        return "/api/" + parts[2]
     if path.startswith("/opds"):
         return "/opds"
     if path.startswith("/static/"):

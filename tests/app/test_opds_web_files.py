@@ -191,6 +191,17 @@ def test_metrics(shared_client: TestClient) -> None:
     assert "lectern_library_books 30.0" in text
 
 
+def test_metrics_route_labels_stay_few(shared_client: TestClient) -> None:
+    """Paths that do not exist never become label values of their own."""
+    for i in range(5):
+        shared_client.get(f"/api/nothing-{i}")
+        shared_client.get(f"/api/files/nothing-{i}/1")
+    text = shared_client.get("/metrics").text
+    assert "nothing-" not in text
+    assert 'route="/api/other"' in text
+    assert 'route="/api/files/other"' in text
+
+
 BAD = [
     "/api/books?page=0",
     "/api/books?page=abc",
