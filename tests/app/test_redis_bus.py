@@ -175,6 +175,35 @@ def test_disabled_user_refused_by_both_replicas_within_a_second(
     print("disabled user refused after", {k: f"{v * 1000:.0f} ms" for k, v in refused.items()})
 
 
+def test_signed_out_session_refused_by_both_replicas_within_a_second(
+    pair: tuple[Replica, Replica, Path],
+) -> None:
+    """Signing out on one replica ends that sign-in's access token on the other too,
+    not 30 minutes later when the token expires; another sign-in of the user lives on."""
+    a, b, _lib = pair
+    session = b.client.post(
+        "/api/auth/login", data={"username": "root", "password": "root-pass-1234"}
+    ).json()
+    other = _login(a, "root", "root-pass-1234")
+    tok = {"Authorization": f"Bearer {session['access_token']}"}
+    for r in (a, b):  # both replicas have verified the token and hold it in cache
+        for _ in range(2):
+            assert r.client.get("/api/user/me", headers=tok).status_code == 200
+    out = a.client.post("/api/auth/logout", data={"refresh_token": session["refresh_token"]})
+    assert out.status_code == 204
+    t0 = time.monotonic()
+    refused: dict[str, float] = {}
+    while len(refused) < 2 and time.monotonic() - t0 < 1.0:
+        for name, r in (("a", a), ("b", b)):
+            if name not in refused and r.client.get("/api/user/me", headers=tok).status_code == 401:
+                refused[name] = time.monotonic() - t0
+        time.sleep(0.005)
+    assert set(refused) == {"a", "b"}, f"still accepted after 1 s by {set('ab') - set(refused)}"
+    for r in (a, b):
+        assert r.client.get("/api/user/me", headers=other).status_code == 200
+    print("signed-out session refused after", {k: f"{v * 1000:.0f} ms" for k, v in refused.items()})
+
+
 def test_redis_outage_degrades_then_recovers(
     library: Path, client_for: Any, tmp_path: Path
 ) -> None:

@@ -102,7 +102,8 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     """Several workers or replicas start at once: one migrates, the others wait."""
     url = engine.url
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        with open(f"{url.database}.migrate.lock", "a+") as fh:
+        lock = os.open(f"{url.database}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        with os.fdopen(lock, "r+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
@@ -137,6 +138,10 @@ class Database:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def startup_lock(self) -> contextlib.AbstractContextManager[None]:
+        """The lock migrations take: for other once-per-database start-up writes."""
+        return _migration_lock(self.engine)
 
     def migrate(self) -> None:
         migrate(self.engine)

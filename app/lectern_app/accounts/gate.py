@@ -47,6 +47,8 @@ REFRESH_COOKIE = "lectern_refresh"
 CSRF_COOKIE = "lectern_csrf"  # a nonce keying the sign-in form's token before a session exists
 CSRF_HEADER = b"x-csrf-token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# writes that never act on the cookie session (the API sign-in answers in its body)
+COOKIE_UNUSED = ("/api/auth/login",)
 # Web UI routes that take the token as the `csrf` form field and check it themselves
 FORM_ROUTES = ("/login", "/logout", "/me/")
 OPEN = (
@@ -147,7 +149,7 @@ class AuthGate:
                     by_cookie = True
                     scope[SCOPE_SESSION] = family
         scope[SCOPE_USER] = principal
-        if by_cookie and scope["method"] not in SAFE_METHODS:
+        if by_cookie and scope["method"] not in SAFE_METHODS and path not in COOKIE_UNUSED:
             verdict = self._csrf_verdict(scope)
             if verdict == "refuse":
                 await _deny(send, scope, 403, "csrf_refused", "cross-site request: reload the page")

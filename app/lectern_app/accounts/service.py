@@ -97,7 +97,8 @@ class Accounts:
             self.secret, self.settings.access_minutes * 60, self.settings.refresh_days * 86400
         )
         self.db.migrate()
-        self._bootstrap_admin()
+        with self.db.startup_lock():  # workers starting together: one creates the admin
+            self._bootstrap_admin()
         self.prune()
         self.started = True
 
