@@ -151,7 +151,7 @@ release-test: venv engine lab-image ## On-host release tool on real Docker: gate
 infra: venv lab-release ## Provision lab hosts by pyinfra AND Ansible, verify both with one testinfra suite
 	@echo "== tier: infra (pyinfra + ansible, one testinfra suite)"
 	@pytest -q --durations=12 tests/infra/test_lab.py tests/infra/test_provision.py tests/infra/test_appliance_e2e.py \
-		tests/infra/test_rollout.py tests/infra/test_backup_cli.py
+		tests/infra/test_rollout.py tests/infra/test_backup_cli.py tests/infra/test_client_address.py
 
 .PHONY: test
 test: lint unit image-test release-test molecule infra ## Everything CI runs: lint, unit, image, molecule, lab provisioning by both engines

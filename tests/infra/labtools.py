@@ -12,16 +12,32 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def run(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str,
+    check: bool = True,
+    timeout: float = 900,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command from the repository; ``env`` adds to the environment, ``stdin`` is
+    fed to the command."""
     env = dict(
         os.environ,
         PATH=f"{BIN}:{os.environ['PATH']}",
         ANSIBLE_FORCE_COLOR="0",
         NO_COLOR="1",
         TERM="dumb",
+        **(env or {}),
     )
     proc = subprocess.run(
-        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        args,
+        cwd=REPO,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if check and proc.returncode != 0:
         raise AssertionError(
