@@ -8,7 +8,8 @@ works from the host alone when the control machine or the registry is gone.
     lectern-release deploy REF [--dry-run]   REF: a tag, sha256:<digest> or repo@sha256:<digest>
     lectern-release agent --channel TAG [--notify CMD]   unattended: deploy TAG's digest
     lectern-release rollback [--to TAG]
-    lectern-release converge            finish or undo an interrupted deploy (boot, next run)
+    lectern-release converge            finish or undo an interrupted deploy (boot, next run);
+                                        point a proxy that strays at the serving slot
     lectern-release status [--json]
     lectern-release history [--json]
 
@@ -358,7 +359,20 @@ class Releaser:
         if not os.access(self.cfg.proxy_switch, os.X_OK):
             log(f"{self.cfg.proxy_switch} is not installed: no proxy to switch")
             return
-        run([self.cfg.proxy_switch, f"{self.cfg.probe_host}:{self.cfg.slots[slot]}"])
+        run([self.cfg.proxy_switch, self.target(slot)])
+
+    def target(self, slot: str) -> str:
+        """HOST:PORT the proxy dials for ``slot``."""
+        return f"{self.cfg.probe_host}:{self.cfg.slots[slot]}"
+
+    def proxy_strays(self, slot: str) -> bool:
+        """The proxy forwards somewhere else than ``slot``: its upstream file was made
+        anew (the proxy role's default, the blue slot: a proxy engine switched, or the
+        file removed) after ``slot`` began to serve. False without a proxy."""
+        if not self.cfg.proxy_switch or not os.access(self.cfg.proxy_switch, os.X_OK):
+            return False
+        shown = run([self.cfg.proxy_switch, "--show"], check=False)
+        return shown.returncode == 0 and shown.stdout.split() != [self.target(slot)]
 
     def snapshot(self) -> str:
         if not self.cfg.backup_command:
@@ -448,6 +462,9 @@ class Releaser:
         if ref.startswith("sha256:"):
             digests = [ref]
         if digests and self.current(digests[0]):
+            active = self.state.active() or {}
+            if self.proxy_strays(active["slot"]):
+                return f"would point the proxy at slot {active['slot']}, where {ref} serves"
             return f"unchanged {ref} is serving"
         return f"would deploy {ref}"
 
@@ -585,7 +602,8 @@ class Releaser:
             return self.converge_locked()
 
     def converge_locked(self) -> str:
-        """Bring the host back to exactly one healthy release after a crash or reboot."""
+        """Bring the host back to exactly one healthy release, the one the proxy forwards
+        to, after a crash, a reboot or a new proxy upstream file."""
         journal = self.state.journal()
         active = self.state.active()
         message = "nothing to do"
@@ -627,6 +645,9 @@ class Releaser:
                 self.wait_healthy(active["slot"])
                 self.switch(active["slot"])
                 message += f"; restarted {active['tag']} in slot {active['slot']}"
+            elif self.proxy_strays(active["slot"]):
+                self.switch(active["slot"])
+                message += f"; proxy pointed at slot {active['slot']}"
         log(message)
         return message
 

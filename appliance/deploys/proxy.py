@@ -149,14 +149,24 @@ def _present(v: dict[str, Any]) -> None:
         )
     engine = v["lectern_proxy_engine"]
     upstream = f"{config_dir}/upstream.{engine}"
+    made = None
     if not host.get_fact(File, path=upstream):
         # Created only when absent: afterwards the release tool owns it.
-        render(ROLE, f"upstream.{engine}.j2", upstream, v)
+        made = render(ROLE, f"upstream.{engine}.j2", upstream, v)
     _migrate_queued(v)
     if engine == "caddy":
         _caddy(v)
     else:
         _nginx(v)
+    if made is not None:
+        # A new upstream names the blue slot: where a release already serves, the release
+        # tool points the proxy at the slot that serves (tasks/present.yml).
+        tool = shlex.quote(v["lectern_proxy_release_tool"])
+        server.shell(
+            name="Point a new upstream file at the serving release",
+            commands=[f"if [ -x {tool} ]; then {tool} converge; fi"],
+            _if=any_changed(made),
+        )
 
 
 def _absent(v: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import subprocess
 import time
 import urllib.request
 
-from conftest import TOOL, Host, registry_down, registry_up, sh
+from conftest import SLOTS, TOOL, Host, registry_down, registry_up, sh
 
 
 def serving(host: Host) -> dict[str, str]:
@@ -159,3 +159,34 @@ def test_agent_deploys_the_channel_and_notifies_on_failure(host: Host) -> None:
     out = host.release("agent", "--channel", "2.0.0", "--notify", notify)
     assert out.stdout.startswith("deployed 2.0.0") and serving(host)["tag"] == "2.0.0"
     assert host.release("agent", "--channel", "2.0.0").stdout.startswith("unchanged")
+
+
+# lectern-proxy-switch's interface (--show, HOST:PORT), keeping the target in a file
+FAKE_PROXY_SWITCH = """#!/bin/sh
+f=$(dirname "$0")/upstream
+if [ "$1" = --show ]; then cat "$f"; else echo "$1" >"$f"; fi
+"""
+
+
+def test_converge_points_a_new_proxy_upstream_at_the_serving_slot(host: Host) -> None:
+    """A proxy whose upstream file was made anew (an engine switch: the role writes the
+    blue slot) while green serves: the dry run says so, converge points it at green."""
+    switch = host.root / "proxy-switch"
+    switch.write_text(FAKE_PROXY_SWITCH)
+    switch.chmod(0o755)
+    config = json.loads(host.config.read_text())
+    host.config.write_text(json.dumps(config | {"proxy_switch": str(switch)}))
+    host.release("deploy", "1.0.0")
+    host.release("deploy", "2.0.0")
+    slot = serving(host)["slot"]
+    upstream = host.root / "upstream"
+    assert upstream.read_text().split() == [f"127.0.0.1:{SLOTS[slot]}"]
+    assert "nothing to do" in host.release("converge").stdout
+    other = next(s for s in SLOTS if s != slot)
+    upstream.write_text(f"127.0.0.1:{SLOTS[other]}\n")
+    plan = host.release("deploy", "--dry-run", "2.0.0").stdout
+    assert plan.startswith(f"would point the proxy at slot {slot}"), plan
+    assert f"proxy pointed at slot {slot}" in host.release("converge").stdout
+    assert upstream.read_text().split() == [f"127.0.0.1:{SLOTS[slot]}"]
+    assert host.release("deploy", "--dry-run", "2.0.0").stdout.startswith("unchanged")
+    assert serving(host)["slot"] == slot and running_slots() == [slot]
