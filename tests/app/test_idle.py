@@ -30,7 +30,7 @@ QUIET = 3.0  # the watcher's quiet period before its full re-read, shortened for
 # long enough for the watcher's polls to trust os.stat (the files were written
 # RACY_SECONDS before a full check), with a poll period of slack
 SETTLE = state_module.RACY_SECONDS + 2 * watcher.POLL_SECONDS + 1.0
-WINDOW = 5.0  # the idle stretch measured
+WINDOW = 3.0  # the idle stretch measured (the old watcher opened the db ~270 times in it)
 
 
 def _eventually(check: Callable[[], bool], timeout: float) -> None:
