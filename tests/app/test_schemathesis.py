@@ -15,9 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from jsonschema import Draft202012Validator
 from schemathesis import GenerationMode
-from schemathesis.checks import CheckFunction
 from schemathesis.core.failures import FailureGroup
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from .accounts_support import bearer, login, make_app
 
@@ -29,15 +27,6 @@ __all__ = ["make_app"]
 # and the rest), except where listed here. These accounts operations accept, by their
 # schema, values the accounts service then refuses with 422, so positive_data_acceptance
 # cannot hold for them until their request schemas say so:
-SCHEMA_LOOSER_THAN_VALIDATION: dict[tuple[str, str], list[CheckFunction]] = {
-    # a form field sent empty is "missing" to FastAPI; the schema has no minLength
-    ("POST", "/api/auth/login"): [positive_data_acceptance],
-    # passwords need MIN_PASSWORD characters (service.py); the schema says 1;
-    # usernames must match service.USERNAME; the schema allows any 1-64 characters
-    ("POST", "/api/admin/users"): [positive_data_acceptance],
-    ("POST", "/api/admin/users/{user_id}/password"): [positive_data_acceptance],
-    ("PUT", "/api/user/me/password"): [positive_data_acceptance],
-}
 
 
 @pytest.fixture
@@ -68,9 +57,8 @@ def test_responses_conform_to_the_schema(signed_in_app: Any) -> None:
                 for headers in (bearer(token), {}):
                     response = case.call(headers=headers)
                     seen.append(f"{case.method} {case.path} {response.status_code}")
-                    excluded = SCHEMA_LOOSER_THAN_VALIDATION.get((case.method, case.path), [])
                     try:
-                        case.validate_response(response, headers=headers, excluded_checks=excluded)
+                        case.validate_response(response, headers=headers)
                     except FailureGroup as e:
                         for f in e.exceptions:
                             where = f"{case.method} {case.path} {response.status_code}"

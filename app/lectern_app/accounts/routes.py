@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from .deps import AccountsDep, AdminDep, UserDep, http_error
 from .gate import REFRESH_COOKIE, clear_cookies
-from .service import AccountError
+from .service import EMAIL, MIN_PASSWORD, USERNAME, AccountError
 
 auth_router = APIRouter(prefix="/api/auth", tags=["auth"])
 admin_router = APIRouter(prefix="/api/admin", tags=["admin"])
@@ -18,6 +18,9 @@ me_router = APIRouter(prefix="/api/user", tags=["user"])
 
 Str255 = Annotated[str, Field(min_length=1, max_length=255)]
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
+# what the service accepts, published so clients know before they try
+NewPassword = Annotated[str, Field(min_length=MIN_PASSWORD, max_length=1024)]
+Email = Annotated[str | None, Field(max_length=255, pattern=f"^$|{EMAIL.pattern}")]  # "": none
 
 
 class TokenOut(BaseModel):
@@ -36,8 +39,8 @@ def _client_ip(request: Request) -> str:
 def login(
     request: Request,
     acc: AccountsDep,
-    username: Annotated[str, Form(max_length=255, description="username or email")],
-    password: Annotated[str, Form(max_length=1024)],
+    username: Annotated[str, Form(min_length=1, max_length=255, description="username or email")],
+    password: Annotated[str, Form(min_length=1, max_length=1024)],
 ) -> TokenOut:
     try:
         pair, p = acc.login(username, password, _client_ip(request))
@@ -89,20 +92,20 @@ def logout(
 
 # ---------------------------------------------------------------- admin
 class NewUser(BaseModel):
-    username: Annotated[str, Field(min_length=1, max_length=64)]
-    password: Password
-    email: Annotated[str | None, Field(max_length=255)] = None
+    username: Annotated[str, Field(min_length=1, max_length=64, pattern=USERNAME.pattern)]
+    password: NewPassword
+    email: Email = None
     role: Literal["admin", "user"] = "user"
 
 
 class UserPatch(BaseModel):
     disabled: bool | None = None
     role: Literal["admin", "user"] | None = None
-    email: Annotated[str | None, Field(max_length=255)] = None
+    email: Email = None
 
 
 class PasswordReset(BaseModel):
-    password: Password
+    password: NewPassword
     # a reset usually follows a compromise: the user's API tokens are revoked unless kept
     keep_tokens: bool = False
 
@@ -154,7 +157,7 @@ def reset_password(
 # ---------------------------------------------------------------- me
 class PasswordChange(BaseModel):
     current_password: Password
-    new_password: Password
+    new_password: NewPassword
     keep_tokens: bool = False  # keep the API tokens (every session ends regardless)
 
 
