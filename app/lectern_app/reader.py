@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from typing import Any
 from urllib.parse import quote
 
 from .model import Book, Category, CustomColumn, Format
+
+log = logging.getLogger("lectern.library")
 
 UNDEFINED_YEAR = 101  # calibre's UNDEFINED_DATE is 0101-01-01
 
@@ -592,10 +595,28 @@ def load(library_path: Path, busy_timeout: float = 5.0) -> RawLibrary:
 
 def load_with(conn: sqlite3.Connection, db: Path, previous: RawLibrary | None = None) -> RawLibrary:
     try:
-        rows = fetch_all(conn, previous)
         try:
-            return build(rows, previous)
-        except _Stale:
-            return build(fetch_all(conn, None), None)
+            return _load(conn, previous)
+        except sqlite3.OperationalError as e:
+            # one byte that is not UTF-8 in one comment must not take the whole library
+            # down: read it again with U+FFFD in place of what cannot be decoded. Only
+            # then: a Python decoder per text value costs every healthy load time.
+            if "decode" not in str(e).lower() or conn.text_factory is lenient_text:
+                raise
+            log.warning("metadata.db holds text that is not UTF-8 (%s): shown with U+FFFD", e)
+            conn.text_factory = lenient_text
+            return _load(conn, None)
     except sqlite3.Error as e:
         raise classify(e, db) from e
+
+
+def lenient_text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
+def _load(conn: sqlite3.Connection, previous: RawLibrary | None) -> RawLibrary:
+    rows = fetch_all(conn, previous)
+    try:
+        return build(rows, previous)
+    except _Stale:
+        return build(fetch_all(conn, None), None)

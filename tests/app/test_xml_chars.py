@@ -289,3 +289,26 @@ def test_clean_leaves_only_what_xml_allows() -> None:
     assert "\t\n\r" in kept and "\x0c" not in kept
     assert len(every) - len(kept) == 29 + 33 + 2048 + 32 + 2 * 17
     assert xmltext.clean_filename("a\tb\nc\r\x01.epub") == "abc.epub"
+
+
+def test_text_that_is_not_utf8_costs_one_character_not_the_library(
+    built_library: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """A comment holding bytes that are not UTF-8 (written by another program): the
+    library still loads, the other books are untouched, the bad bytes show as U+FFFD."""
+    lib = tmp_path / "library"
+    shutil.copytree(built_library[0], lib)
+    with closing(sqlite3.connect(lib / "metadata.db")) as con, con:
+        (book,) = con.execute("SELECT id FROM books WHERE title = 'Xylophone Lessons'").fetchone()
+        bad = "CAST(X'3C703E4F6B20FF20C32E3C2F703E' AS TEXT)"  # <p>Ok \xff \xc3.</p>
+        con.execute(f"UPDATE comments SET text = {bad} WHERE book = ?", (book,))
+    app = create_app(make_settings(lib, tmp_path / "data"))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert c.get("/api/health").status_code == 200
+        books = c.get("/api/books", params={"per_page": 200}).json()
+        assert books["total"] == len(built_library[1])
+        comments = c.get(f"/api/books/{book}").json()["comments"]
+        assert comments == "<p>Ok \ufffd \ufffd.</p>"
+        feed = c.get("/opds/search", params={"q": "Xylophone"})
+        assert feed.status_code == 200
+        ET.fromstring(feed.content)  # and the feeds still parse
