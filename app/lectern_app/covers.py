@@ -37,7 +37,7 @@ class Thumbnails:
 
     def path_for(self, lib: Library, b: Book) -> Path:
         lid = "".join(c for c in lib.library_id if c.isalnum() or c == "-") or "library"
-        stamp = int(b.last_modified_epoch)
+        stamp = b.cover_version
         return self.dir / lid / f"{b.id // 1000:03d}" / f"{b.id}-{stamp}-w{self.width}.jpg"
 
     def get(self, lib: Library, b: Book) -> Path | None:

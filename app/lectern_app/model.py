@@ -50,6 +50,12 @@ class Book:
     def size(self) -> int:
         return max((f.size for f in self.formats), default=0)
 
+    @property
+    def cover_version(self) -> int:
+        """The cover's version in URLs, ETags and thumbnail names: calibre's last_modified
+        in milliseconds, so two cover changes within one second are two versions."""
+        return int(self.last_modified_epoch * 1000)
+
     def format(self, fmt: str) -> Format | None:
         up = fmt.upper()
         for f in self.formats:

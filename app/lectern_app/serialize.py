@@ -17,7 +17,7 @@ def dumps(obj: Any) -> bytes:
 def cover_urls(b: Book) -> dict[str, str | None]:
     if not b.has_cover:
         return {"cover_url": None, "thumbnail_url": None}
-    v = int(b.last_modified_epoch)
+    v = b.cover_version
     return {
         "cover_url": f"/api/files/cover/{b.id}?v={v}",
         "thumbnail_url": f"/api/files/cover/{b.id}?size=thumbnail&v={v}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from lectern_app import serialize
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ACQ = "application/atom+xml;profile=opds-catalog;kind=acquisition"
@@ -256,3 +258,15 @@ def test_repeated_download_from_memory_keeps_headers(
     part = shared_client.get("/api/files/download/1/pdf", headers={"range": "bytes=0-3"})
     assert part.status_code == 206
     assert part.content == b"%PDF"
+
+
+def test_two_cover_changes_within_a_second_are_two_versions(client: TestClient) -> None:
+    """calibre stamps last_modified to the microsecond; cover URLs, ETags and thumbnail
+    names follow it to the millisecond, so a second replace is never served stale."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    lib = svc.state.get()
+    book = next(b for b in lib.books.values() if b.has_cover)
+    later = dataclasses.replace(book, last_modified_epoch=book.last_modified_epoch + 0.4)
+    assert later.cover_version != book.cover_version
+    assert svc.thumbnails.path_for(lib, later) != svc.thumbnails.path_for(lib, book)
+    assert serialize.cover_urls(later) != serialize.cover_urls(book)

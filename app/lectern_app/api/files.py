@@ -156,7 +156,7 @@ async def cover(
     path = svc.thumbnails.get(lib, b) if thumb else src
     if path is None:
         raise _not_found(f"book {book_id} has no cover")
-    stamp = int(b.last_modified_epoch)
+    stamp = b.cover_version
     body = path.read_bytes()
     etag = f'"c{b.id}-{stamp}-{"t" if thumb else "o"}"'
     cache_control = (
