@@ -52,7 +52,7 @@ class Settings:
     # limits, logs): comma-separated IPs/CIDRs, `gateway` (this container's default
     # gateway: where the host's proxy connects from), or empty to believe no one
     forwarded_allow_ips: str = "127.0.0.1"
-    # ---- storage and shared cache (issue 4); all off when the variables are unset
+    # ---- storage and shared cache; all off when the variables are unset
     redis_url: str | None = None  # REDIS_URL: shared response cache + cross-replica bus
     use_s3_covers: bool = False  # USE_S3_COVERS
     s3_bucket: str = ""  # S3_BUCKET_NAME

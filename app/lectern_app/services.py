@@ -42,7 +42,7 @@ class Services:
         )
         self.state.add_listener(self._on_library)
         self.thumbnails = Thumbnails(settings.data_dir, settings.thumbnail_width)
-        # storage and shared cache (issue 4): in-process bus and no second tier by default
+        # storage and shared cache: in-process bus and no second tier by default
         self.bus: Bus = make_bus(settings.redis_url)
         self.shared: SharedResponses | None = (
             SharedResponses(settings.redis_url, settings.cache_ttl) if settings.redis_url else None

@@ -1,4 +1,4 @@
-"""Proof for issue 5: the multi-arch, non-root, health-checked image (see images/)."""
+"""The multi-arch, non-root, health-checked image (see images/)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Through the TLS proxy the app sees each client's own address (issue 12, item 5).
+"""Through the TLS proxy the app sees each client's own address.
 
 The per-address sign-in limit (LOGIN_MAX_PER_IP, 20 failures per LOGIN_RATE_WINDOW)
 must hold one client back and no other. pi's app believes X-Forwarded-For only from

@@ -50,7 +50,7 @@ async def health(request: Request) -> Response:
     body = {
         "status": status,
         "cache": svc.responses.ping(),
-        # the app's own state store under DATA_DIR (users/favorites arrive with issue 4)
+        # the app's own state store under DATA_DIR
         "database": data_ok,
         "calibre": calibre_ok,
         "books": len(lib.books) if lib else 0,
