@@ -38,7 +38,9 @@ if systemctl is-system-running >/dev/null 2>&1; then
   systemctl start docker || true
 fi
 if ! engine_up; then
-  if ! pgrep -x dockerd >/dev/null 2>&1; then
+  # this host's dockerd, by its pid file: `pgrep dockerd` also sees the engines nested in
+  # lab containers (same pid namespace), and waiting on one of those never ends
+  if ! { [ -s /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; }; then
     log "starting dockerd (log: /var/log/lectern-dockerd.log)"
     nohup dockerd >/var/log/lectern-dockerd.log 2>&1 </dev/null &
     disown || true
