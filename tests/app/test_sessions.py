@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from lectern_app.accounts import authcache
 from lectern_app.proxyaddr import default_gateway, trusted_proxies
 
 from .accounts_support import (
@@ -437,3 +438,78 @@ def test_forwarded_allow_ips_resolves_the_gateway_and_refuses_typos(tmp_path: Pa
     table.write_text(ROUTES.splitlines()[0] + "\n")
     with pytest.raises(ValueError, match="no default route"):
         trusted_proxies("gateway", table)
+
+
+# ------------------------------------------------------------------ review findings
+def test_a_worker_that_bumps_the_epoch_still_sees_another_workers_change(
+    tmp_path: Path,
+) -> None:
+    epoch = tmp_path / "auth-epoch"
+    w1 = authcache.AuthCache(True, 300, epoch_file=epoch)
+    w2 = authcache.AuthCache(True, 300, epoch_file=epoch)
+    w1.put_family("F", 1)
+    assert w1.family_live("F")
+    w2.bump_epoch()  # another worker: a sign-out
+    w1.bump_epoch()  # this worker changes some other user before it looks again
+    assert not w1.family_live("F")
+
+
+def test_refresh_grace_follows_the_chain_to_the_live_token(make_app: Any, db_url: str) -> None:
+    """A tab's duplicate arrives after the winner already refreshed again: it gets the
+    newest token, not a spent one that would end the session at the next refresh."""
+    c = make_app(None, db_url, refresh_grace=30)
+    t0 = login(c)
+    t1 = c.post("/api/auth/refresh", data={"refresh_token": t0["refresh_token"]}).json()
+    t2 = c.post("/api/auth/refresh", data={"refresh_token": t1["refresh_token"]}).json()
+    late = c.post("/api/auth/refresh", data={"refresh_token": t0["refresh_token"]})
+    assert late.status_code == 200 and late.json()["refresh_token"] == t2["refresh_token"]
+    nxt = c.post("/api/auth/refresh", data={"refresh_token": t2["refresh_token"]})
+    assert nxt.status_code == 200
+
+
+def test_dead_tokens_do_not_clear_every_cache(make_app: Any, tmp_path: Path) -> None:
+    """Signing out an ended session, or presenting its refresh token, changes nothing:
+    no cache is cleared (each clear costs every OPDS reader a password hash)."""
+    c = make_app(None, f"sqlite:///{tmp_path / 'a.db'}", refresh_grace=0)
+    t = login(c)
+    calls: list[int] = []
+    authcache.on_user_changed.append(calls.append)
+    try:
+        c.post("/api/auth/logout", data={"refresh_token": t["refresh_token"]})
+        assert calls == [1]
+        for _ in range(3):
+            c.post("/api/auth/logout", data={"refresh_token": t["refresh_token"]})
+            r = c.post("/api/auth/refresh", data={"refresh_token": t["refresh_token"]})
+            assert r.status_code == 401
+        assert calls == [1]
+    finally:
+        authcache.on_user_changed.remove(calls.append)
+
+
+def test_a_token_that_is_not_ascii_is_refused_not_a_500(
+    make_app: Any, library: Path, tmp_path: Path
+) -> None:
+    c = make_app(library, f"sqlite:///{tmp_path / 'a.db'}")
+    c.cookies.set("lectern_csrf", "A" * 24)
+    r = c.post("/login", data={"username": "admin", "password": PASSWORD, "csrf": "é"})
+    assert r.status_code == 403
+    _web_login(c)
+    r = c.post(
+        "/api/user/lists", json={"name": "x"}, headers={"x-csrf-token": "é\u00ff".encode("latin-1")}
+    )
+    assert r.status_code == 403
+
+
+def test_signed_in_sign_in_form_without_origin(
+    make_app: Any, library: Path, tmp_path: Path
+) -> None:
+    c = make_app(library, f"sqlite:///{tmp_path / 'a.db'}")
+    _web_login(c)
+    m = re.search(r'name="csrf" value="([0-9a-f]{64})"', c.get("/login").text)
+    assert m
+    r = c.post(
+        "/login",
+        data={"username": "admin", "password": PASSWORD, "csrf": m.group(1)},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303

@@ -106,7 +106,9 @@ class AuthCache:
             os.replace(tmp, self.epoch_file)
         except OSError:
             return
-        self._epoch = self._read_epoch()
+        # this cache does NOT take the new epoch as seen: another worker may have bumped
+        # it since this one last looked, and its change (a sign-out) must not be skipped.
+        # The cost is one extra clear of this cache on its next use.
 
     def get_user(self, user_id: int) -> Principal | None:
         if not self.enabled:

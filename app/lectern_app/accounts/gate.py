@@ -273,7 +273,8 @@ def same_origin(scope: Scope, origin: str) -> bool:
 
 
 def csrf_valid(secret: str, session: str, token: str) -> bool:
-    return hmac.compare_digest(security.csrf_token(secret, session), token)
+    expected = security.csrf_token(secret, session).encode()
+    return hmac.compare_digest(expected, token.encode("utf-8", "replace"))
 
 
 async def _deny(

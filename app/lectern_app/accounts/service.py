@@ -375,6 +375,7 @@ class Accounts:
             raise AccountError(401, e.reason, "refresh token refused") from None
         jti, uid = str(claims["jti"]), int(claims["sub"])
         with self.db.session() as db:
+            self._lock_user(db, uid)
             row = db.get(RefreshToken, jti)
             if row is None or row.user_id != uid:
                 raise AccountError(401, "invalid_token", "unknown refresh token")
@@ -401,16 +402,13 @@ class Accounts:
                 pair = self._successor_in_grace(db, row, u)
                 if pair is None:
                     outcome = "revoked" if row.revoked_at is not None else "reused"
+            ended = 0
             if outcome != "ok":
                 # a spent token came back (someone holds a copy), or the user changed:
                 # end the whole family
-                db.execute(
-                    update(RefreshToken)
-                    .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
-                    .values(revoked_at=utcnow())
-                )
+                ended = self._end_family(db, family)
             p = principal_of(u) if u is not None else None
-        if outcome != "ok":
+        if ended:
             self.notify(uid)  # the family's access tokens end now, on every worker
         if outcome == "reused":
             log.warning("refresh token reuse for user %s: family revoked", uid)
@@ -420,15 +418,42 @@ class Accounts:
         assert pair is not None and p is not None
         return pair, p
 
+    @staticmethod
+    def _lock_user(db: Session, user_id: int) -> None:
+        """Serialise the session changes of one user (PostgreSQL; SQLite has one writer
+        anyway): a sign-out racing a refresh must also see, and end, the successor the
+        refresh inserts."""
+        db.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+    @staticmethod
+    def _end_family(db: Session, family: str) -> int:
+        n = db.execute(  # type: ignore[attr-defined]
+            update(RefreshToken)
+            .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        ).rowcount
+        return int(n or 0)
+
     def _successor_in_grace(self, db: Session, row: RefreshToken, u: User) -> TokenPair | None:
-        """The pair the winner of a refresh race received, re-minted, if `row` was used
-        less than the grace window ago and its successor is still live."""
-        if row.revoked_at is not None or row.used_at is None:
-            return None
-        if _aware(row.used_at) < utcnow() - timedelta(seconds=self.settings.refresh_grace):
-            return None
-        nxt = db.get(RefreshToken, self.tok.successor_jti(row.jti))
-        if nxt is None or nxt.revoked_at is not None or nxt.family != row.family:
+        """The live refresh token the winner of a refresh race received (re-minted), if
+        every step from `row` to it was taken less than the grace window ago: a tab whose
+        duplicate request arrives after the winner already refreshed again still lands
+        on the newest token, not on a spent one."""
+        oldest = utcnow() - timedelta(seconds=self.settings.refresh_grace)
+        nxt: RefreshToken | None = row
+        for _ in range(4):
+            assert nxt is not None
+            if nxt.revoked_at is not None or nxt.used_at is None:
+                return None
+            if _aware(nxt.used_at) < oldest:
+                return None
+            step = db.get(RefreshToken, self.tok.successor_jti(nxt.jti))
+            if step is None or step.revoked_at is not None or step.family != row.family:
+                return None
+            nxt = step
+            if nxt.used_at is None:
+                break
+        else:
             return None
         return self.tok.issue(
             u.id,
@@ -446,17 +471,15 @@ class Accounts:
             claims = self.tok.decode(token, security.AUD_REFRESH)
         except TokenError:
             return
+        uid = int(claims["sub"])
         with self.db.session() as db:
+            self._lock_user(db, uid)
             row = db.get(RefreshToken, str(claims["jti"]))
-            if row is None:
+            if row is None or row.user_id != uid:
                 return
-            uid = row.user_id
-            db.execute(
-                update(RefreshToken)
-                .where(RefreshToken.family == row.family, RefreshToken.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-            )
-        self.notify(uid)
+            ended = self._end_family(db, row.family)
+        if ended:  # signing out twice clears no cache twice
+            self.notify(uid)
 
     def family_live(self, user_id: int, family: str) -> bool:
         """Is this sign-in still live (not signed out, not ended by a replay)?"""

@@ -96,6 +96,14 @@ def _check_form(request: Request, csrf: str | None) -> None:
     if verdict == "token":  # a cookie session without a usable Origin: the field decides
         if csrf and csrf_valid(secret, request.scope[SCOPE_SESSION], csrf):
             return
+        nonce = request.cookies.get(CSRF_COOKIE)
+        if (
+            request.url.path == "/login"
+            and nonce
+            and csrf
+            and csrf_valid(secret, "login:" + nonce, csrf)
+        ):
+            return  # the sign-in form, sent by someone already signed in
         raise _refuse()
     # no session (the sign-in form): Origin if the browser sent one, else the nonce
     origin = request.headers.get("origin")
