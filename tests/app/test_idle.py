@@ -26,10 +26,13 @@ from watchdog.observers.inotify import InotifyObserver
 
 from .conftest import make_settings
 
-QUIET = 3.0  # the watcher's quiet period before its full re-read, shortened for the test
-# long enough for the watcher's polls to trust os.stat (the files were written
-# RACY_SECONDS before a full check), with a poll period of slack
-SETTLE = state_module.RACY_SECONDS + 2 * watcher.POLL_SECONDS + 1.0
+# the watcher's periods, shortened for the test (the same code paths, sooner)
+QUIET = 3.0  # quiet before its full re-read
+POLL = 0.5  # its fallback poll
+RACY = 1.0  # how old a write must be before a poll trusts os.stat alone
+# long enough for the watcher's polls to trust os.stat (the files were written RACY
+# seconds before a full check), with a poll period of slack
+SETTLE = RACY + 2 * POLL + 1.0
 WINDOW = 3.0  # the idle stretch measured (the old watcher opened the db ~270 times in it)
 
 
@@ -62,6 +65,8 @@ def live(
     library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[str, LibraryState]]:
     monkeypatch.setattr(watcher, "QUIET_FULL_REREAD", QUIET)
+    monkeypatch.setattr(watcher, "POLL_SECONDS", POLL)
+    monkeypatch.setattr(state_module, "RACY_SECONDS", RACY)
     app = create_app(make_settings(library, tmp_path / "data", watch=True))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -119,7 +124,7 @@ def test_idle_app_does_not_open_the_library(
     assert state.current.books[5].title == "Idle No More"
     assert state.reloads > reloads
     # ...then, the burst over, re-reads everything (changes the quick checks miss)...
-    _eventually(lambda: not state.reread_pending, timeout=QUIET + 2 * watcher.POLL_SECONDS + 5)
+    _eventually(lambda: not state.reread_pending, timeout=QUIET + 2 * POLL + 5)
     assert not state.reread_pending
     assert state.rereads > rereads
     rereads = state.rereads

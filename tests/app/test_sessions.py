@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -136,9 +137,15 @@ def test_refresh_race_gives_every_request_the_same_successor(make_app: Any, db_u
     assert c.post("/api/auth/refresh", data={"refresh_token": successor}).status_code == 401
 
 
-@pytest.fixture
-def server(library: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`python -m lectern_app` with two workers, as the image runs it on a bigger host."""
+@pytest.fixture(scope="module")
+def server(
+    built_library: tuple[Path, list[Any]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """`python -m lectern_app` with two workers, as the image runs it on a bigger host;
+    one for the module (starting it is the slow part)."""
+    tmp_path = tmp_path_factory.mktemp("server")
+    library = tmp_path / "library"
+    shutil.copytree(built_library[0], library)
     port = free_port()
     data = tmp_path / "server-data"
     env = dict(os.environ)
