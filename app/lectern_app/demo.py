@@ -156,27 +156,27 @@ def run_calibredb(library: Path, *args: str, timeout: float = 600) -> str:
     exe = calibredb_path()
     if exe is None:
         raise RuntimeError("calibredb is not installed (Debian package `calibre`)")
+    return run_calibre_program(
+        [exe, *args, "--with-library", str(library)], f"calibredb {' '.join(args[:2])}", timeout
+    )
+
+
+def run_calibre_program(argv: list[str], what: str, timeout: float = 600) -> str:
+    """Run a calibre program, waiting its turn: calibre allows one calibre program per
+    user at a time (any library). Raise with its stderr on failure."""
     env = dict(os.environ)
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
     deadline = time.monotonic() + timeout
     while True:
         proc = subprocess.run(
-            [exe, *args, "--with-library", str(library)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            check=False,
+            argv, capture_output=True, text=True, timeout=timeout, env=env, check=False
         )
-        # calibre allows one calibre program per user at a time (any library): wait our turn
         busy = proc.returncode != 0 and "Another calibre program" in proc.stderr
         if not busy or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"calibredb {' '.join(args[:2])} failed ({proc.returncode}): {proc.stderr[-2000:]}"
-        )
+        raise RuntimeError(f"{what} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return proc.stdout
 
 

@@ -8,11 +8,10 @@ single-instance lock and waits its turn while another calibre program holds it.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import time
 from pathlib import Path
+
+from lectern_app.demo import run_calibre_program
 
 # calibredb refuses to start while another calibre program holds this lock; do the same
 _PRELUDE = """\
@@ -29,25 +28,7 @@ def run_calibre_debug(code: str, timeout: float = 600) -> str:
     exe = shutil.which("calibre-debug")
     if exe is None:
         raise RuntimeError("calibre-debug is not installed (Debian package `calibre`)")
-    env = dict(os.environ)
-    env.setdefault("QT_QPA_PLATFORM", "offscreen")
-    deadline = time.monotonic() + timeout
-    while True:
-        proc = subprocess.run(
-            [exe, "-c", _PRELUDE + code],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            check=False,
-        )
-        busy = proc.returncode != 0 and "Another calibre program" in proc.stderr
-        if not busy or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    if proc.returncode != 0:
-        raise RuntimeError(f"calibre-debug failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return proc.stdout
+    return run_calibre_program([exe, "-c", _PRELUDE + code], "calibre-debug", timeout)
 
 
 def rename_items(library: Path, field: str, renames: dict[int, str]) -> None:
