@@ -138,6 +138,24 @@ def _login(r: Replica, user: str, password: str) -> dict[str, str]:
     return {"authorization": f"Bearer {resp.json()['access_token']}"}
 
 
+def _refused_by_both(
+    a: Replica, b: Replica, headers: dict[str, str], statuses: tuple[int, ...]
+) -> dict[str, float]:
+    """Seconds until each replica answered /api/user/me with one of `statuses`; asserts
+    both did within a second."""
+    t0 = time.monotonic()
+    refused: dict[str, float] = {}
+    while len(refused) < 2 and time.monotonic() - t0 < 1.0:
+        for name, r in (("a", a), ("b", b)):
+            if name in refused:
+                continue
+            if r.client.get("/api/user/me", headers=headers).status_code in statuses:
+                refused[name] = time.monotonic() - t0
+        time.sleep(0.005)
+    assert set(refused) == {"a", "b"}, f"still accepted after 1 s by {set('ab') - set(refused)}"
+    return refused
+
+
 def test_disabled_user_refused_by_both_replicas_within_a_second(
     pair: tuple[Replica, Replica, Path],
 ) -> None:
@@ -159,17 +177,7 @@ def test_disabled_user_refused_by_both_replicas_within_a_second(
 
     patched = a.client.patch(f"/api/admin/users/{uid}", json={"disabled": True}, headers=admin)
     assert patched.status_code == 200, patched.text
-    t0 = time.monotonic()
-    refused: dict[str, float] = {}
-    while len(refused) < 2 and time.monotonic() - t0 < 1.0:
-        for name, r in (("a", a), ("b", b)):
-            if name not in refused and r.client.get("/api/user/me", headers=tok).status_code in (
-                401,
-                403,
-            ):
-                refused[name] = time.monotonic() - t0
-        time.sleep(0.005)
-    assert set(refused) == {"a", "b"}, f"still accepted after 1 s by {set('ab') - set(refused)}"
+    refused = _refused_by_both(a, b, tok, (401, 403))
     for r in (a, b):
         assert r.client.get("/opds/", auth=basic).status_code == 401
     print("disabled user refused after", {k: f"{v * 1000:.0f} ms" for k, v in refused.items()})
@@ -191,14 +199,7 @@ def test_signed_out_session_refused_by_both_replicas_within_a_second(
             assert r.client.get("/api/user/me", headers=tok).status_code == 200
     out = a.client.post("/api/auth/logout", data={"refresh_token": session["refresh_token"]})
     assert out.status_code == 204
-    t0 = time.monotonic()
-    refused: dict[str, float] = {}
-    while len(refused) < 2 and time.monotonic() - t0 < 1.0:
-        for name, r in (("a", a), ("b", b)):
-            if name not in refused and r.client.get("/api/user/me", headers=tok).status_code == 401:
-                refused[name] = time.monotonic() - t0
-        time.sleep(0.005)
-    assert set(refused) == {"a", "b"}, f"still accepted after 1 s by {set('ab') - set(refused)}"
+    refused = _refused_by_both(a, b, tok, (401,))
     for r in (a, b):
         assert r.client.get("/api/user/me", headers=other).status_code == 200
     print("signed-out session refused after", {k: f"{v * 1000:.0f} ms" for k, v in refused.items()})

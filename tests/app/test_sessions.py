@@ -35,7 +35,7 @@ from .accounts_support import (
     pg_url,
     postgres_server,
 )
-from .replica_helpers import free_port
+from .replica_helpers import start_replicas
 
 __all__ = ["db_url", "make_app", "pg_url", "postgres_server"]
 ORIGIN = {"origin": "http://testserver"}
@@ -146,40 +146,20 @@ def server(
     tmp_path = tmp_path_factory.mktemp("server")
     library = tmp_path / "library"
     shutil.copytree(built_library[0], library)
-    port = free_port()
     data = tmp_path / "server-data"
-    env = dict(os.environ)
-    env.update(
-        CALIBRE_LIBRARY_PATH=str(library),
-        DATA_DIR=str(data),
-        HOST="127.0.0.1",
-        PORT=str(port),
-        WEB_CONCURRENCY="2",
-        ADMIN_USERNAME="admin",
-        ADMIN_PASSWORD=PASSWORD,
-        REFRESH_GRACE_SECONDS="2",
+    (server,) = start_replicas(
+        {
+            "CALIBRE_LIBRARY_PATH": str(library),
+            "DATA_DIR": str(data),
+            "WEB_CONCURRENCY": "2",
+            "ADMIN_USERNAME": "admin",
+            "ADMIN_PASSWORD": PASSWORD,
+            "REFRESH_GRACE_SECONDS": "2",
+        }
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lectern_app"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/api/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:  # pragma: no cover
-        proc.kill()
-        raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "no server")
-    yield base, data
-    proc.terminate()
-    _out, err = proc.communicate(timeout=20)
-    assert b"Traceback" not in err, err.decode()
+    yield server.base, data
+    err = server.stop()
+    assert "Traceback" not in err, err
 
 
 def test_parallel_requests_with_an_expired_access_cookie_keep_the_session(
