@@ -10,7 +10,7 @@ Cross-site request forgery: a state-changing request (POST, PUT, PATCH, DELETE)
 authenticated by the session COOKIE must come from this site. An Origin header naming
 another site is refused; no Origin, or `Origin: null` (sandboxed frames, some redirects,
 privacy settings), is accepted only with the session's CSRF token, in the
-`X-CSRF-Token` header or, on the web UI's form routes (FORM_ROUTES), the `csrf` form
+`X-CSRF-Token` header or, on the web UI's form routes (is_form_route), the `csrf` form
 field, which those routes check themselves. Requests authenticated by a header (Bearer,
 Basic) carry no ambient credential and need no token.
 
@@ -50,7 +50,8 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # writes that never act on the cookie session (the API sign-in answers in its body)
 COOKIE_UNUSED = ("/api/auth/login",)
 # Web UI routes that take the token as the `csrf` form field and check it themselves
-FORM_ROUTES = ("/login", "/logout", "/me/")
+FORM_PATHS = ("/login", "/logout")
+FORM_PREFIX = "/me/"
 OPEN = (
     "/api/health",
     "/metrics",
@@ -259,7 +260,7 @@ class AuthGate:
 
 
 def is_form_route(path: str) -> bool:
-    return path in FORM_ROUTES[:2] or path.startswith(FORM_ROUTES[2])
+    return path in FORM_PATHS or path.startswith(FORM_PREFIX)
 
 
 def same_origin(scope: Scope, origin: str) -> bool:

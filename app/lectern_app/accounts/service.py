@@ -392,12 +392,13 @@ class Accounts:
             ).rowcount
             db.refresh(row)  # what the winner (maybe another request) left
             u = db.get(User, uid)
+            p = principal_of(u) if u is not None else None
             pair: TokenPair | None = None
             outcome = "ok"
-            if u is None or u.disabled or u.token_version != claims["ver"]:
+            if u is None or p is None or u.disabled or u.token_version != claims["ver"]:
                 outcome = "revoked"
             elif won == 1:
-                pair = self._issue(db, principal_of(u), family, self.tok.successor_jti(jti))
+                pair = self._issue(db, p, family, self.tok.successor_jti(jti))
             else:
                 pair = self._successor_in_grace(db, row, u)
                 if pair is None:
@@ -407,7 +408,6 @@ class Accounts:
                 # a spent token came back (someone holds a copy), or the user changed:
                 # end the whole family
                 ended = self._end_family(db, family)
-            p = principal_of(u) if u is not None else None
         if ended:
             self.notify(uid)  # the family's access tokens end now, on every worker
         if outcome == "reused":

@@ -96,13 +96,7 @@ def _check_form(request: Request, csrf: str | None) -> None:
     if verdict == "token":  # a cookie session without a usable Origin: the field decides
         if csrf and csrf_valid(secret, request.scope[SCOPE_SESSION], csrf):
             return
-        nonce = request.cookies.get(CSRF_COOKIE)
-        if (
-            request.url.path == "/login"
-            and nonce
-            and csrf
-            and csrf_valid(secret, "login:" + nonce, csrf)
-        ):
+        if request.url.path == "/login" and _nonce_ok(request, secret, csrf):
             return  # the sign-in form, sent by someone already signed in
         raise _refuse()
     # no session (the sign-in form): Origin if the browser sent one, else the nonce
@@ -111,9 +105,18 @@ def _check_form(request: Request, csrf: str | None) -> None:
         if same_origin(request.scope, origin):
             return
         raise _refuse()
-    nonce = request.cookies.get(CSRF_COOKIE)
-    if not (nonce and csrf and csrf_valid(secret, "login:" + nonce, csrf)):
+    if not _nonce_ok(request, secret, csrf):
         raise _refuse()
+
+
+def _login_session(nonce: str) -> str:
+    """The CSRF key of the sign-in form: the nonce cookie, apart from every family."""
+    return "login:" + nonce
+
+
+def _nonce_ok(request: Request, secret: str, csrf: str | None) -> bool:
+    nonce = request.cookies.get(CSRF_COOKIE)
+    return bool(nonce and csrf and csrf_valid(secret, _login_session(nonce), csrf))
 
 
 def _session_csrf(request: Request) -> str:
@@ -147,7 +150,7 @@ def _login_page(
         status=status,
         title=_title(request),
         error=error,
-        csrf=csrf_token(acc.secret, "login:" + nonce),
+        csrf=csrf_token(acc.secret, _login_session(nonce)),
         **ctx,
     )
     if fresh:
